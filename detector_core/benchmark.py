@@ -1,0 +1,123 @@
+"""Speed and memory of scoring on this machine, next to a ResNet-50 measured in the same run.
+
+    humanmade benchmark [--repeats 7] [--weights FILE]
+
+Times are end to end (JPEG bytes in, Verdict out: decoding, tiling, network, calibration),
+median of the repeats after one warm-up. A torchvision ResNet-50 forward pass on one
+224×224 image is timed alongside, so figures from different machines can be compared as a
+ratio. Prints a table; `--json` writes the figures too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .detector import Detector
+
+SIZES_MP = (0.25, 1.0, 4.0, 12.0)
+
+
+def synthetic_jpeg(megapixels: float, seed: int = 0) -> bytes:
+    """A 4:3 JPEG with smooth structure plus noise (content does not change the cost)."""
+    width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
+    height = int(round(megapixels * 1e6 / width))
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = 128 + 60 * np.sin(xx / 37.0)[..., None] * np.cos(yy / 23.0)[..., None]
+    arr = np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def resnet50_ms(repeats: int) -> float:
+    from torchvision.models import resnet50
+
+    model = resnet50(weights=None).eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.inference_mode():
+        return _median_ms(lambda: model(x), repeats)
+
+
+def run(weights: Path | None, repeats: int, max_tiles: int | None) -> dict:
+    kwargs = {"max_tiles": max_tiles} if max_tiles else {}
+    detector = Detector(weights, **kwargs)
+    detector.load()  # outside the timings
+    figures: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "model_version": detector.model_version,
+        "max_tiles": detector.max_tiles,
+        "per_image": [],
+    }
+    for mp in SIZES_MP:
+        data = synthetic_jpeg(mp)
+        verdict = detector.score(data)
+        figures["per_image"].append(
+            {
+                "megapixels": mp,
+                "size": f"{verdict.image.width}x{verdict.image.height}",
+                "tiles_scored": verdict.tiles_scored,
+                "ms_median": _median_ms(lambda d=data: detector.score(d), repeats),
+            }
+        )
+    batch = [synthetic_jpeg(0.25, seed=i) for i in range(16)]
+    batch_ms = _median_ms(lambda: detector.score_many(batch), max(2, repeats // 2))
+    figures["batched_images_per_s_0.25mp"] = len(batch) / (batch_ms / 1000)
+    figures["resnet50_224_ms"] = resnet50_ms(repeats)
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        figures["cuda_device"] = torch.cuda.get_device_name(0)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="humanmade benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--max-tiles", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    figures = run(args.weights, args.repeats, args.max_tiles)
+    ref = figures["resnet50_224_ms"]
+    print(
+        f"model {figures['model_version']}, {figures['torch_threads']} torch threads, "
+        f"max {figures['max_tiles']} tiles per image"
+    )
+    print(f"{'megapixels':>10} {'size':>11} {'tiles':>6} {'ms (p50)':>9} {'× ResNet-50@224':>16}")
+    for row in figures["per_image"]:
+        print(
+            f"{row['megapixels']:>10} {row['size']:>11} {row['tiles_scored']:>6} "
+            f"{row['ms_median']:>9.1f} {row['ms_median'] / ref:>16.2f}"
+        )
+    print(f"batched (16 × 0.25 MP): {figures['batched_images_per_s_0.25mp']:.1f} images/s")
+    print(f"ResNet-50 forward, 1×224×224: {ref:.1f} ms")
+    print(f"peak RSS: {figures['peak_rss_mb']:.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

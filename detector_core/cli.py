@@ -1,0 +1,525 @@
+"""The `humanmade` command: score images, describe the model, and run training tools.
+
+    humanmade score photo.jpg https://example.com/a.png some/folder/ [--json]
+    humanmade info [--weights FILE] [--json]
+    humanmade train|evaluate|benchmark ...   (arguments go to those tools unchanged)
+
+Failures the engine reports on purpose (`HumanmadeError`) are shown as one-line messages,
+never as tracebacks. Exit codes: 0 all went well, 1 at least one input failed, 2 usage
+error or unusable weights, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .errors import HumanmadeError, UnreadableSourceError, WeightsError
+
+if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
+    from .detector import Detector
+    from .verdict import Verdict
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".avif",
+    }
+)
+BATCH_SIZE = 8
+PROGRESS_MIN_INPUTS = 6  # more inputs than this, or any folder, shows a progress bar
+
+# Subcommands whose arguments are handed to another module's `main(argv)` untouched.
+PASSTHROUGH = {
+    "train": ("detector_core.train", "train a model and write weights with a model card"),
+    "evaluate": ("detector_core.evaluate", "evaluate weights on a dataset split"),
+    "benchmark": ("detector_core.benchmark", "benchmark the detector"),
+}
+
+
+class EmptyFolderError(UnreadableSourceError):
+    """A folder given to `humanmade score` holds no image files."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="humanmade",
+        description="On-premise detection of AI-generated images. "
+        "Scores are advisory probabilities, not proof.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    score = sub.add_parser(
+        "score",
+        help="score image files, folders and http(s) URLs",
+        description="Score images for signs of AI generation. Prints one line per image; "
+        "exit code 1 if any input failed.",
+    )
+    score.add_argument(
+        "inputs", nargs="+", metavar="PATH|URL|DIR", help="image files, folders or http(s) URLs"
+    )
+    score.add_argument("--json", action="store_true", help="print one JSON object per line")
+    score.add_argument(
+        "--weights", type=Path, default=None, help="a .safetensors file (default: the release)"
+    )
+    score.add_argument(
+        "--max-tiles",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="score at most N tiles per image (default: 16)",
+    )
+    score.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host name, IP or CIDR network that URLs may reach even though it is private "
+        "or loopback (repeatable)",
+    )
+    score.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
+    score.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    score.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, or auto")
+
+    info = sub.add_parser(
+        "info",
+        help="describe the model weights and their validation figures",
+        description="Print the model card summary of a weights file.",
+    )
+    info.add_argument("--weights", type=Path, default=None, help="a .safetensors file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    for name, (_, help_text) in PASSTHROUGH.items():
+        # Only listed here for `humanmade --help`; main() hands their argv on before parsing.
+        sub.add_parser(name, help=f"{help_text} (see `humanmade {name} --help`)", add_help=False)
+    return parser
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("humanmade")
+    except Exception:  # not installed as a distribution (e.g. a source checkout)
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in PASSTHROUGH:
+            return _passthrough(argv[0], argv[1:])
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, usage errors
+            return _exit_code(exc)
+        if args.command == "score":
+            return _cmd_score(args, f"{parser.prog} score")
+        if args.command == "info":
+            return _cmd_info(args)
+        parser.error(f"unknown command {args.command!r}")  # pragma: no cover
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `humanmade score ... | head`
+        _silence_stdout()
+        return EXIT_FAILED
+    except SystemExit as exc:
+        return _exit_code(exc)
+    return EXIT_USAGE  # pragma: no cover
+
+
+def _exit_code(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    # Python would otherwise complain again when flushing stdout at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _error(message: str) -> None:
+    print(f"humanmade: error: {message}", file=sys.stderr)
+
+
+def _passthrough(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module_name = PASSTHROUGH[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        _error(f"`humanmade {name}` is not available in this installation.")
+        return EXIT_USAGE
+    try:
+        return int(module.main(argv) or 0)
+    except WeightsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except HumanmadeError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except SystemExit as exc:
+        return _exit_code(exc)
+
+
+# --------------------------------------------------------------------------- score
+
+
+@dataclass(frozen=True)
+class _Item:
+    name: str  # as shown to people: the argument given, or folder/relative/path
+    source: str  # a path or a URL
+    is_url: bool = False
+    error: HumanmadeError | None = None  # known to fail before scoring (e.g. an empty folder)
+
+
+def _looks_like_url(text: str) -> bool:
+    # Anything with a scheme goes to the fetcher, which refuses ftp:, file: etc. by name.
+    return "://" in text and not os.path.exists(text)
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[Path]:
+    found: list[Path] = []
+    if recursive:
+        for root, dirs, files in os.walk(folder, followlinks=False):
+            dirs.sort()
+            found.extend(Path(root, f) for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+                    found.append(Path(entry.path))
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def expand_inputs(inputs: Sequence[str], recursive: bool = False) -> tuple[list[_Item], bool]:
+    """Turn the command-line inputs into items to score; also says whether any was a folder."""
+    items: list[_Item] = []
+    saw_folder = False
+    for text in inputs:
+        if _looks_like_url(text):
+            items.append(_Item(text, text, is_url=True))
+            continue
+        path = Path(text)
+        if not path.is_dir():
+            items.append(_Item(text, text))  # missing files fail in intake with a clear message
+            continue
+        saw_folder = True
+        try:
+            images = _folder_images(path, recursive)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            items.append(
+                _Item(
+                    text, text, error=UnreadableSourceError(f"'{text}' cannot be read ({reason}).")
+                )
+            )
+            continue
+        if not images:
+            where = "or its subfolders " if recursive else ""
+            hint = "" if recursive else " (use --recursive to look in subfolders)"
+            items.append(
+                _Item(
+                    text,
+                    text,
+                    error=EmptyFolderError(
+                        f"The folder '{text}' {where}contains no image files{hint}."
+                    ),
+                )
+            )
+            continue
+        items.extend(_Item(str(p), str(p)) for p in images)
+    return items, saw_folder
+
+
+def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _score_chunk(detector: Detector, chunk: Sequence[_Item]) -> list[Verdict | HumanmadeError]:
+    """Scores for a chunk, in order: files go through one batched call, URLs one by one."""
+    results: dict[int, Verdict | HumanmadeError] = {}
+    files = [(i, item) for i, item in enumerate(chunk) if not item.is_url and item.error is None]
+    if files:
+        try:
+            batch = detector.score_many([item.source for _, item in files], return_errors=True)
+        except WeightsError:
+            raise
+        except HumanmadeError:
+            # Should not happen with return_errors; fall back to one at a time to name the culprit.
+            batch = [_score_one(detector.score, item.source) for _, item in files]
+        for (i, _), result in zip(files, batch, strict=True):
+            results[i] = result
+    for i, item in enumerate(chunk):
+        if item.error is not None:
+            results[i] = item.error
+        elif item.is_url:
+            results[i] = _score_one(detector.score_url, item.source)
+    return [results[i] for i in range(len(chunk))]
+
+
+def _score_one(fn: Callable[[str], Verdict], source: str) -> Verdict | HumanmadeError:
+    try:
+        return fn(source)
+    except WeightsError:
+        raise
+    except HumanmadeError as exc:
+        return exc
+
+
+class _Output:
+    """Writes results to stdout and failures to stderr without tearing a progress bar."""
+
+    def __init__(self, as_json: bool, bar: Any) -> None:
+        self.as_json = as_json
+        self.bar = bar
+
+    def _write(self, text: str, stream: TextIO) -> None:
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text, file=stream)
+        else:
+            print(text, file=stream)
+        stream.flush()
+
+    def result(self, item: _Item, result: Verdict | HumanmadeError) -> bool:
+        """Report one result; returns whether it was a success."""
+        if isinstance(result, HumanmadeError):
+            message = str(result) or type(result).__name__
+            if self.as_json:
+                record = {"source": item.name, "error": type(result).__name__, "message": message}
+                self._write(json.dumps(record, ensure_ascii=False), sys.stdout)
+            self._write(f"{item.name}: error: {message}", sys.stderr)
+            return False
+        if self.as_json:
+            self._write(
+                json.dumps({"source": item.name, **result.to_dict()}, ensure_ascii=False),
+                sys.stdout,
+            )
+        else:
+            self._write(f"{item.name}: {result.summary()}", sys.stdout)
+        return True
+
+
+def _usage_error(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_score(args: argparse.Namespace, prog: str) -> int:
+    from .detector import DEFAULT_MAX_TILES, Detector
+    from .fetch import FetchPolicy
+
+    try:
+        policy = FetchPolicy(allow_hosts=frozenset(args.allow_host))
+    except ValueError as exc:
+        return _usage_error(prog, f"--allow-host: {exc}")
+    try:
+        detector = Detector(
+            args.weights,
+            max_tiles=args.max_tiles or DEFAULT_MAX_TILES,
+            fetch_policy=policy,
+            device=args.device,
+        )
+    except (RuntimeError, ValueError) as exc:  # e.g. an unknown --device
+        return _usage_error(prog, f"--device: {exc}")
+
+    items, saw_folder = expand_inputs(args.inputs, args.recursive)
+    try:
+        if any(item.error is None for item in items):
+            detector.loaded  # noqa: B018 -- load (and verify) the weights once, up front
+        return _run_score(detector, items, saw_folder, args)
+    except WeightsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+
+
+def _run_score(
+    detector: Detector, items: list[_Item], saw_folder: bool, args: argparse.Namespace
+) -> int:
+    from tqdm import tqdm
+
+    show_bar = not args.no_progress and (saw_folder or len(items) >= PROGRESS_MIN_INPUTS)
+    # disable=None: tqdm turns itself off when stderr is not a terminal.
+    bar = tqdm(
+        total=len(items),
+        unit="img",
+        file=sys.stderr,
+        disable=None if show_bar else True,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    out = _Output(args.json, bar)
+    failures = 0
+    try:
+        for chunk in _chunks(items, BATCH_SIZE):
+            for item, result in zip(chunk, _score_chunk(detector, chunk), strict=True):
+                if not out.result(item, result):
+                    failures += 1
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    if failures and len(items) > 1:
+        print(f"{failures} of {len(items)} inputs failed.", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+# --------------------------------------------------------------------------- info
+
+
+_VAL_ORDER = (
+    "n_images",
+    "auc",
+    "accuracy_at_0.5",
+    "tpr_at_1pct_fpr",
+    "tpr_at_5pct_fpr",
+    "ece",
+    "likely_ai_rate_on_human",
+)
+
+
+def _model_info(path: Path) -> dict[str, Any]:
+    from .weights import MODEL_CARD_NAME, card_sha256, load_weights
+
+    card_sha = card_sha256(path) if path.is_file() else None
+    loaded = load_weights(path)  # verifies against the card; raises WeightsError if damaged
+    meta = loaded.metadata
+    card = path.parent / MODEL_CARD_NAME
+    val_report: dict[str, Any] | None = None
+    val_error: str | None = None
+    if "val_report" in meta:
+        try:
+            parsed = json.loads(meta["val_report"])
+            if isinstance(parsed, dict):
+                val_report = parsed
+            else:
+                val_error = "val_report is not a JSON object"
+        except ValueError:
+            val_error = "val_report is not valid JSON"
+    return {
+        "weights": str(path),
+        "version": loaded.version,
+        "sha256": loaded.sha256,
+        "sha256_matches_card": None if card_sha is None else card_sha == loaded.sha256,
+        "model_card": str(card) if card.is_file() else None,
+        "tile_size": loaded.tile_size,
+        "calibration": {
+            "temperature": loaded.calibration.temperature,
+            "bias": loaded.calibration.bias,
+        },
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "architecture": loaded.model.config.name,
+        "calibrated_on": meta.get("calibrated_on"),
+        "train_minutes": meta.get("train_minutes"),
+        "val_report": val_report,
+        **({"val_report_error": val_error} if val_error else {}),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .weights import MODEL_CARD_NAME, default_weights_path
+
+    path = args.weights or default_weights_path()
+    try:
+        info = _model_info(path)
+    except WeightsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return EXIT_OK
+
+    matched = info["sha256_matches_card"]
+    check = {
+        True: "matches the model card",
+        False: "DOES NOT match the model card",  # load_weights refuses this; kept for safety
+        None: f"no entry in a model card ({MODEL_CARD_NAME}); unverified",
+    }[matched]
+    cal = info["calibration"]
+    lines = [
+        f"weights:      {info['weights']}",
+        f"version:      {info['version']}",
+        f"sha256:       {info['sha256']} ({check})",
+        f"model card:   {info['model_card'] or 'none found beside the weights'}",
+        f"architecture: {info['architecture']}, {info['parameters']:,} parameters",
+        f"tile size:    {info['tile_size']} px",
+        f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"
+        + (f" (fitted on {info['calibrated_on']})" if info["calibrated_on"] else ""),
+    ]
+    if info["train_minutes"]:
+        lines.append(f"training:     {info['train_minutes']} min")
+    report = info["val_report"]
+    if report:
+        lines.append("validation:")
+        keys = [k for k in _VAL_ORDER if k in report] + sorted(set(report) - set(_VAL_ORDER))
+        width = max(len(k) for k in keys)
+        lines.extend(f"  {k:<{width}}  {_fmt(report[k])}" for k in keys)
+    elif "val_report_error" in info:
+        lines.append(f"validation:   unreadable ({info['val_report_error']})")
+    else:
+        lines.append("validation:   no validation figures recorded")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

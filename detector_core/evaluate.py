@@ -1,0 +1,277 @@
+"""Evaluate weights on a held-out split: metrics as JSON, ROC and reliability plots as PNG.
+
+    humanmade evaluate --split val --out reports/
+
+Every figure comes from images of sources the model was never trained on (`val` is split
+by source). Probabilities are those the Detector would report (same tiling, same
+calibration). Because the shipped calibration was fitted on `val`, the calibration error is
+also reported cross-fitted: fitted on half of the val sources, measured on the other half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .calibration import Calibration, expected_calibration_error, fit_calibration
+from .data import ManifestRow, default_dataset_dir, load_pixels, read_manifest
+from .detector import DEFAULT_MAX_TILES, image_logit
+from .metrics import roc_auc, roc_curve, tpr_at_fpr
+from .model import PatchModel
+from .verdict import Band, BandCutoffs
+from .weights import default_weights_path, load_weights
+
+
+def logits_for(
+    model: PatchModel, arrays: Sequence[np.ndarray], tile_size: int, progress: bool = True
+) -> np.ndarray:
+    """Image logits exactly as the Detector computes them (native-resolution tiles)."""
+    device = torch.device("cpu")
+    return np.array(
+        [
+            image_logit(model, a, tile_size, DEFAULT_MAX_TILES, device)[0]
+            for a in tqdm(arrays, desc="scoring", unit="img", disable=not progress)
+        ]
+    )
+
+
+def sample_rows(rows: list[ManifestRow], n: int, seed: int = 0) -> list[ManifestRow]:
+    """A label-stratified random sample of n rows (all rows when n is 0 or too large)."""
+    if n <= 0 or n >= len(rows):
+        return rows
+    rng = random.Random(seed)
+    out = []
+    for label in ("ai", "human"):
+        group = [r for r in rows if r.label == label]
+        out += rng.sample(group, max(1, round(n * len(group) / len(rows))))
+    return out
+
+
+def _source_fold(source: str) -> int:
+    return hashlib.sha256(source.encode()).digest()[0] % 2
+
+
+def crossfit_ece(rows: Sequence[ManifestRow], logits: np.ndarray) -> float | None:
+    """ECE with calibration fitted on one half of the sources and measured on the other."""
+    targets = np.array([r.target for r in rows])
+    folds = np.array([_source_fold(r.source_group) for r in rows])
+    probs = np.empty(len(rows))
+    for fold in (0, 1):
+        fit, test = folds != fold, folds == fold
+        if len(set(targets[fit])) < 2 or not test.any():
+            return None
+        probs[test] = fit_calibration(logits[fit], targets[fit]).probability(logits[test])
+    return expected_calibration_error(probs, targets)
+
+
+def _group_row(targets: np.ndarray, probs: np.ndarray, cutoffs: BandCutoffs) -> dict:
+    bands = [cutoffs.band(p) for p in probs]
+    human, ai = targets == 0, targets == 1
+    row: dict = {"n": int(len(targets)), "n_ai": int(ai.sum()), "n_human": int(human.sum())}
+    if ai.any():
+        row["tpr_at_0.5"] = float((probs[ai] >= 0.5).mean())
+        row["likely_ai_rate_on_ai"] = float(
+            np.mean([b is Band.LIKELY_AI for b, a in zip(bands, ai, strict=True) if a])
+        )
+        row["mean_probability_ai"] = float(probs[ai].mean())
+    if human.any():
+        row["fpr_at_0.5"] = float((probs[human] >= 0.5).mean())
+        row["likely_ai_rate_on_human"] = float(
+            np.mean([b is Band.LIKELY_AI for b, h in zip(bands, human, strict=True) if h])
+        )
+        row["mean_probability_human"] = float(probs[human].mean())
+    if ai.any() and human.any():
+        row["auc"] = roc_auc(targets, probs)
+    return row
+
+
+def build_report(
+    rows: Sequence[ManifestRow],
+    logits: np.ndarray,
+    calibration: Calibration,
+    cutoffs: BandCutoffs,
+) -> dict:
+    targets = np.array([r.target for r in rows])
+    probs = calibration.probability(logits)
+    human = targets == 0
+    report = {
+        "n_images": len(rows),
+        "n_ai": int(targets.sum()),
+        "n_human": int(human.sum()),
+        "auc": roc_auc(targets, probs),
+        "accuracy_at_0.5": float(((probs >= 0.5) == targets).mean()),
+        "tpr_at_1pct_fpr": tpr_at_fpr(targets, probs, 0.01),
+        "tpr_at_5pct_fpr": tpr_at_fpr(targets, probs, 0.05),
+        "ece_as_shipped": expected_calibration_error(probs, targets),
+        "ece_crossfitted_by_source": crossfit_ece(rows, logits),
+        "band_cutoffs": {"human": cutoffs.human, "ai": cutoffs.ai},
+        "overall": _group_row(targets, probs, cutoffs),
+    }
+    by_generator: dict[str, list[int]] = defaultdict(list)
+    by_content: dict[str, list[int]] = defaultdict(list)
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r.label == "ai":
+            by_generator[r.generator or "unknown"].append(i)
+        by_content[r.content or "unknown"].append(i)
+        by_source[r.source_group].append(i)
+    human_idx = np.where(human)[0]
+
+    def generator_row(idx: list[int]) -> dict:
+        # Each generator against all human images, so its AUC is comparable across rows.
+        both = np.r_[np.array(idx), human_idx]
+        return _group_row(targets[both], probs[both], cutoffs) | {"n_ai": len(idx)}
+
+    report["per_generator"] = {g: generator_row(ix) for g, ix in sorted(by_generator.items())}
+    report["per_content"] = {
+        c: _group_row(targets[ix], probs[ix], cutoffs) for c, ix in sorted(by_content.items())
+    }
+    report["per_source"] = {
+        s: _group_row(targets[ix], probs[ix], cutoffs) for s, ix in sorted(by_source.items())
+    }
+    return report
+
+
+HEADLINE_KEYS = (
+    "n_images",
+    "auc",
+    "accuracy_at_0.5",
+    "tpr_at_1pct_fpr",
+    "tpr_at_5pct_fpr",
+    "ece_as_shipped",
+    "ece_crossfitted_by_source",
+)
+
+
+def headline(report: dict) -> dict:
+    """The few figures worth storing beside the weights (`humanmade info` prints them)."""
+    out = {k: report[k] for k in HEADLINE_KEYS if k in report}
+    out["likely_ai_rate_on_human"] = report["overall"].get("likely_ai_rate_on_human")
+    return out
+
+
+def write_plots(
+    rows: Sequence[ManifestRow], probs: np.ndarray, out_dir: Path, title: str
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = np.array([r.target for r in rows])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fpr, tpr = roc_curve(targets, probs)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc(targets, probs):.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    ax.set(
+        xlabel="false-positive rate (human called AI)",
+        ylabel="true-positive rate",
+        title=f"ROC — {title}",
+    )
+    ax.legend(loc="lower right")
+    roc_path = out_dir / "roc.png"
+    fig.savefig(roc_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+    edges = np.linspace(0, 1, 11)
+    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, 9)
+    centres, observed, counts = [], [], []
+    for b in range(10):
+        mask = idx == b
+        if mask.any():
+            centres.append(probs[mask].mean())
+            observed.append(targets[mask].mean())
+            counts.append(int(mask.sum()))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8, label="perfect calibration")
+    ax.plot(centres, observed, "o-", label="model")
+    for x, y, n in zip(centres, observed, counts, strict=True):
+        ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(
+        xlabel="predicted probability of AI",
+        ylabel="observed fraction AI",
+        title=f"Reliability — {title}",
+    )
+    ax.legend(loc="upper left")
+    rel_path = out_dir / "reliability.png"
+    fig.savefig(rel_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return [roc_path, rel_path]
+
+
+def evaluate(
+    weights: Path | None = None,
+    data_dir: Path | None = None,
+    split: str = "val",
+    sample: int = 0,
+    cutoffs: BandCutoffs | None = None,
+    progress: bool = True,
+) -> tuple[dict, list[ManifestRow], np.ndarray]:
+    """Score a split with the given weights; returns (report, rows, probabilities)."""
+    loaded = load_weights(weights or default_weights_path())
+    data_dir = data_dir or default_dataset_dir()
+    rows = sample_rows(read_manifest(data_dir, split), sample)
+    if not rows:
+        raise ValueError(f"split {split!r} has no rows in {data_dir}")
+    arrays = load_pixels(data_dir, rows, progress=progress)
+    logits = logits_for(loaded.model, arrays, loaded.tile_size, progress=progress)
+    report = build_report(rows, logits, loaded.calibration, cutoffs or BandCutoffs())
+    report |= {
+        "split": split,
+        "model_version": loaded.version,
+        "weights_sha256": loaded.sha256,
+        "sampled": bool(sample and sample < len(read_manifest(data_dir, split))),
+    }
+    return report, rows, loaded.calibration.probability(logits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="humanmade evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder (manifest.csv)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument(
+        "--sample", type=int, default=0, help="score a stratified sample of N images"
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    if args.split == "train":
+        print("note: 'train' figures say nothing about generalisation", file=sys.stderr)
+    report, rows, probs = evaluate(args.weights, args.data, args.split, args.sample)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    plots = write_plots(rows, probs, args.out, f"{args.split} ({len(rows)} images)")
+    print(
+        f"{args.split}: {report['n_images']} images "
+        f"({report['n_ai']} AI, {report['n_human']} human)"
+    )
+    for key in (
+        "auc",
+        "accuracy_at_0.5",
+        "tpr_at_1pct_fpr",
+        "tpr_at_5pct_fpr",
+        "ece_as_shipped",
+        "ece_crossfitted_by_source",
+    ):
+        value = report[key]
+        print(f"  {key:28s} {value:.4f}" if isinstance(value, float) else f"  {key:28s} {value}")
+    print(
+        f"  likely_ai band on human       {report['overall'].get('likely_ai_rate_on_human', 0):.4f}"
+    )
+    print(f"wrote {args.out / 'report.json'}, " + ", ".join(str(p) for p in plots))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

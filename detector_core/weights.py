@@ -1,0 +1,157 @@
+"""Saving and loading released weights, with the integrity check against the model card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .calibration import Calibration
+from .errors import WeightsError
+from .model import ModelConfig, PatchModel, build_model
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "HUMANMADE_WEIGHTS"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "humanmade.safetensors"
+MODEL_CARD_NAME = "README.md"
+FORMAT_TAG = "humanmade-weights/1"
+_CARD_SHA_LINE = re.compile(r"sha256 of `(?P<name>[^`]+)`: `(?P<sha>[0-9a-f]{64})`")
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    model: PatchModel
+    calibration: Calibration
+    version: str
+    tile_size: int
+    sha256: str
+    path: Path
+    metadata: dict[str, str]
+
+
+def default_weights_path() -> Path:
+    """`$HUMANMADE_WEIGHTS` if set, else the release committed in `weights/`."""
+    env = os.environ.get(WEIGHTS_ENV)
+    return Path(env) if env else DEFAULT_WEIGHTS
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def card_sha256(weights_path: Path) -> str | None:
+    """The sha256 the model card beside the weights records for this file, if any."""
+    card = weights_path.parent / MODEL_CARD_NAME
+    if not card.is_file():
+        return None
+    try:
+        text = card.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise WeightsError(f"Cannot read the model card {card}: {exc}") from exc
+    for match in _CARD_SHA_LINE.finditer(text):
+        if match["name"] == weights_path.name:
+            return match["sha"]
+    return None
+
+
+def save_weights(
+    path: Path,
+    model: PatchModel,
+    calibration: Calibration,
+    version: str,
+    tile_size: int,
+    extra: dict[str, str] | None = None,
+) -> str:
+    """Write a safetensors release; returns its sha256 for the model card."""
+    metadata = {
+        "format": FORMAT_TAG,
+        "version": version,
+        "config": model.config.to_json(),
+        "calibration": json.dumps(
+            {"temperature": calibration.temperature, "bias": calibration.bias}
+        ),
+        "tile_size": str(tile_size),
+        **(extra or {}),
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+    return file_sha256(path)
+
+
+def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeights:
+    """Load and verify weights.
+
+    The sha256 must match `expected_sha256` or, failing that, the model card beside the
+    file. The committed release must have a card entry; other files without one load with a
+    warning, for people training their own.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"No weights at {path}. Set {WEIGHTS_ENV} or pass a path to a .safetensors file."
+        )
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise WeightsError(f"Cannot read the weights {path}: {exc}") from exc
+    expected = expected_sha256 or card_sha256(path)
+    if expected is None:
+        if path.resolve() == DEFAULT_WEIGHTS.resolve():
+            raise WeightsError(f"The model card {WEIGHTS_DIR / MODEL_CARD_NAME} records no sha256.")
+        log.warning("No sha256 recorded for %s; loading it unverified.", path)
+    elif actual != expected:
+        raise WeightsError(
+            f"{path.name} does not match its recorded sha256 (expected {expected[:12]}…, "
+            f"got {actual[:12]}…): the file is damaged or not the released one."
+        )
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+    if metadata.get("format") != FORMAT_TAG:
+        raise WeightsError(f"{path.name} is not a humanmade weights file (format tag missing).")
+    try:
+        model = build_model(ModelConfig.from_json(metadata["config"]))
+        model.load_state_dict(state, strict=True)
+        cal = json.loads(metadata["calibration"])
+        calibration = Calibration(float(cal["temperature"]), float(cal["bias"]))
+        tile_size = int(metadata["tile_size"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{path.name} has inconsistent contents: {exc}") from exc
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedWeights(
+        model=model,
+        calibration=calibration,
+        version=metadata["version"],
+        tile_size=tile_size,
+        sha256=actual,
+        path=path,
+        metadata=metadata,
+    )
+
+
+def torch_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,124 @@
+"""The network, calibration, metrics, augmentation and the evaluation report."""
+
+from __future__ import annotations
+
+import random
+from itertools import product
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image
+
+from detector_core.calibration import Calibration, expected_calibration_error, fit_calibration
+from detector_core.data import AugmentConfig, ManifestRow, augment, balanced_weights, random_crop
+from detector_core.evaluate import build_report, crossfit_ece, sample_rows
+from detector_core.metrics import roc_auc, roc_curve, tpr_at_fpr
+from detector_core.model import LocalTraceNet, ModelConfig, neighbour_residual
+from detector_core.verdict import BandCutoffs
+
+
+def test_network_is_fully_convolutional_with_a_patch_map():
+    net = LocalTraceNet(ModelConfig()).eval()
+    with torch.no_grad():
+        patch = net.patch_logits(torch.rand(2, 3, 96, 160))
+        logits = net(torch.rand(1, 3, 33, 47))
+    assert patch.shape == (2, 1, 96 // 16, 160 // 16)
+    assert logits.shape == (1,)
+
+
+def test_neighbour_residual_is_zero_on_blocky_upsampled_images():
+    small = torch.rand(1, 3, 8, 8)
+    blocky = small.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    assert torch.allclose(neighbour_residual(blocky), torch.zeros_like(blocky))
+    odd = neighbour_residual(torch.rand(1, 3, 9, 7))
+    assert odd.shape == (1, 3, 9, 7)
+
+
+def test_calibration_recovers_a_known_temperature_and_bias():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, 20000)
+    truth = Calibration(temperature=2.5, bias=-0.7)
+    targets = (rng.random(20000) < truth.probability(logits)).astype(float)
+    fitted = fit_calibration(logits, targets)
+    assert fitted.temperature == pytest.approx(2.5, rel=0.1)
+    assert fitted.bias == pytest.approx(-0.7, abs=0.1)
+    assert expected_calibration_error(fitted.probability(logits), targets) < 0.02
+    over_confident = Calibration(0.2, 0.0).probability(logits)
+    assert expected_calibration_error(over_confident, targets) > 0.1
+
+
+def test_auc_matches_pairwise_definition():
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2, 60)
+    scores = rng.integers(0, 10, 60).astype(float)  # with ties
+    pos, neg = scores[targets == 1], scores[targets == 0]
+    pairs = [(p > n) + 0.5 * (p == n) for p, n in product(pos, neg)]
+    assert roc_auc(targets, scores) == pytest.approx(np.mean(pairs))
+    assert np.isnan(roc_auc(np.ones(3), np.arange(3.0)))
+
+
+def test_roc_and_tpr_at_fpr():
+    targets = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.4, 0.5, 0.8, 0.95])
+    fpr, tpr = roc_curve(targets, scores)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert tpr_at_fpr(targets, scores, 0.0) == 0.25
+    assert tpr_at_fpr(targets, scores, 0.25) == 1.0
+
+
+def test_augmentation_crops_to_size_and_never_stretches():
+    cfg = AugmentConfig(crop=64)
+    rng = random.Random(0)
+    for seed in range(20):
+        out = augment(make_image(150, 90, seed=seed), cfg, rng)
+        assert out.size == (64, 64) and out.mode == "RGB"
+    tiny = random_crop(make_image(20, 30), 64, rng)
+    assert tiny.size == (64, 64)
+    # Symmetric padding mirrors real pixels; nothing is resampled.
+    arr = np.asarray(tiny)
+    assert (arr[:30, :20] == np.asarray(make_image(20, 30))).all()
+
+
+def _row(label: str, source: str, content: str = "photo", generator: str = "") -> ManifestRow:
+    return ManifestRow(f"{source}.png", "val", label, source, generator, content)
+
+
+def test_balanced_weights_give_each_class_half_and_tame_big_sources():
+    rows = [_row("ai", "big")] * 100 + [_row("ai", "small")] * 4 + [_row("human", "h")] * 10
+    w = np.array(balanced_weights(rows))
+    assert w[:104].sum() == pytest.approx(1.0) and w[104:].sum() == pytest.approx(1.0)
+    big_share = w[:100].sum()
+    assert 0.5 < big_share < 100 / 104  # less than its raw share
+
+
+def test_report_on_synthetic_scores():
+    rng = np.random.default_rng(2)
+    rows, logits = [], []
+    for i in range(200):
+        label = "ai" if i % 2 else "human"
+        rows.append(
+            _row(
+                label,
+                f"src{i % 8}",
+                "painting" if i % 4 == 0 else "photo",
+                "GenA" if label == "ai" and i % 3 else "GenB",
+            )
+        )
+        logits.append(rng.normal(2.0 if label == "ai" else -2.0, 1.5))
+    report = build_report(rows, np.array(logits), Calibration(), BandCutoffs())
+    assert 0.9 < report["auc"] <= 1.0
+    assert set(report["per_generator"]) == {"GenA", "GenB"}
+    assert report["per_content"]["painting"]["n_ai"] == 0
+    assert "likely_ai_rate_on_human" in report["per_content"]["painting"]
+    assert report["ece_crossfitted_by_source"] is not None
+    one_class = [r for r in rows if r.label == "ai"][:6]
+    assert crossfit_ece(one_class, np.zeros(6)) is None
+
+
+def test_sample_rows_is_stratified_and_deterministic():
+    rows = [_row("ai", f"a{i}") for i in range(300)] + [_row("human", f"h{i}") for i in range(700)]
+    sample = sample_rows(rows, 100, seed=3)
+    assert sum(r.label == "ai" for r in sample) == 30
+    assert sample == sample_rows(rows, 100, seed=3)
+    assert sample_rows(rows, 0) == rows
