@@ -1,0 +1,127 @@
+"""Settings for the humanmade demo site.
+
+Everything is embedded so that `python manage.py demo` works on a fresh clone: an SQLite
+file, no broker, no cache server. Environment variables:
+
+- HUMANMADE_DEMO_DB          SQLite file (default: <repo>/db.sqlite3)
+- HUMANMADE_DEMO_SECRET_KEY  Django secret key (default: an INSECURE development key)
+- HUMANMADE_DEMO_DEBUG       1/0, true/false (default: true; this is a demo)
+- HUMANMADE_WEIGHTS          weights file used when HUMANMADE["WEIGHTS"] is None
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}.")
+
+
+# !!! INSECURE development default: fine for the demo on your own machine, never for a site
+# anyone else can reach. Set HUMANMADE_DEMO_SECRET_KEY to a long random value there.
+INSECURE_DEV_SECRET_KEY = "django-insecure-humanmade-demo-only-do-not-deploy"
+SECRET_KEY = os.environ.get("HUMANMADE_DEMO_SECRET_KEY") or INSECURE_DEV_SECRET_KEY
+
+DEBUG = _env_bool("HUMANMADE_DEMO_DEBUG", True)
+if not DEBUG and SECRET_KEY == INSECURE_DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DEBUG is off but SECRET_KEY is the insecure demo default; set HUMANMADE_DEMO_SECRET_KEY."
+    )
+
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "demo_site",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo_site.urls"
+WSGI_APPLICATION = "demo_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("HUMANMADE_DEMO_DB") or BASE_DIR / "db.sqlite3",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+MEDIA_URL = "media/"
+MEDIA_ROOT = BASE_DIR / "media"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Uploads: the first handler refuses a file as soon as it grows past MAX_UPLOAD_BYTES, so an
+# oversized upload is never held whole (small files stay in memory, bigger ones go to a
+# temporary file until the limit).
+FILE_UPLOAD_HANDLERS = [
+    "demo_site.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+CSRF_FAILURE_VIEW = "demo_site.views.csrf_failure"
+
+# The detector. WEIGHTS: a .safetensors path, or None for $HUMANMADE_WEIGHTS / the release
+# in weights/. MAX_UPLOAD_BYTES caps both uploads and URL downloads.
+HUMANMADE = {
+    "WEIGHTS": None,
+    "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+}
