@@ -40,14 +40,26 @@ def fit_calibration(logits: np.ndarray, targets: np.ndarray, max_iter: int = 200
     return Calibration(temperature=float(log_t.detach().exp()), bias=float(bias.detach()))
 
 
-def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> float:
-    """Mean |accuracy − confidence| over equal-width probability bins, weighted by bin size."""
+def reliability_bins(
+    probs: np.ndarray, targets: np.ndarray, bins: int = 10
+) -> list[tuple[float, float, int]]:
+    """(mean predicted probability, observed fraction positive, count) per non-empty bin."""
     probs, targets = np.asarray(probs, dtype=float), np.asarray(targets, dtype=float)
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
+    out = []
     for b in range(bins):
         mask = idx == b
         if mask.any():
-            ece += mask.mean() * abs(targets[mask].mean() - probs[mask].mean())
-    return float(ece)
+            out.append((float(probs[mask].mean()), float(targets[mask].mean()), int(mask.sum())))
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed − predicted| over equal-width probability bins, weighted by bin size."""
+    total = len(np.asarray(probs))
+    return float(
+        sum(
+            n / total * abs(seen - said) for said, seen, n in reliability_bins(probs, targets, bins)
+        )
+    )

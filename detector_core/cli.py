@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name, IP or CIDR network that URLs may reach even though it is private "
         "or loopback (repeatable)",
     )
+    score.add_argument(
+        "--heatmap",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="write a patch-heatmap overlay: OUT.png for a single image, else a folder that "
+        "receives NAME.heatmap.png per image",
+    )
     score.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
     score.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     score.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, or auto")
@@ -288,31 +296,37 @@ def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
         yield items[start : start + size]
 
 
-def _score_chunk(detector: Detector, chunk: Sequence[_Item]) -> list[Verdict | HumanmadeError]:
+def _score_chunk(
+    detector: Detector, chunk: Sequence[_Item], heatmap: bool = False
+) -> list[Verdict | HumanmadeError]:
     """Scores for a chunk, in order: files go through one batched call, URLs one by one."""
     results: dict[int, Verdict | HumanmadeError] = {}
     files = [(i, item) for i, item in enumerate(chunk) if not item.is_url and item.error is None]
     if files:
         try:
-            batch = detector.score_many([item.source for _, item in files], return_errors=True)
+            batch = detector.score_many(
+                [item.source for _, item in files], return_errors=True, heatmap=heatmap
+            )
         except WeightsError:
             raise
         except HumanmadeError:
             # Should not happen with return_errors; fall back to one at a time to name the culprit.
-            batch = [_score_one(detector.score, item.source) for _, item in files]
+            batch = [_score_one(detector.score, item.source, heatmap) for _, item in files]
         for (i, _), result in zip(files, batch, strict=True):
             results[i] = result
     for i, item in enumerate(chunk):
         if item.error is not None:
             results[i] = item.error
         elif item.is_url:
-            results[i] = _score_one(detector.score_url, item.source)
+            results[i] = _score_one(detector.score_url, item.source, heatmap)
     return [results[i] for i in range(len(chunk))]
 
 
-def _score_one(fn: Callable[[str], Verdict], source: str) -> Verdict | HumanmadeError:
+def _score_one(
+    fn: Callable[..., Verdict], source: str, heatmap: bool = False
+) -> Verdict | HumanmadeError:
     try:
-        return fn(source)
+        return fn(source, heatmap=heatmap)
     except WeightsError:
         raise
     except HumanmadeError as exc:
@@ -348,7 +362,8 @@ class _Output:
                 sys.stdout,
             )
         else:
-            self._write(f"{item.name}: {result.summary()}", sys.stdout)
+            reasons = "".join(f" — {reason}" for reason in result.reasons)
+            self._write(f"{item.name}: {result.summary()}{reasons}", sys.stdout)
         return True
 
 
@@ -404,7 +419,10 @@ def _run_score(
     failures = 0
     try:
         for chunk in _chunks(items, BATCH_SIZE):
-            for item, result in zip(chunk, _score_chunk(detector, chunk), strict=True):
+            results = _score_chunk(detector, chunk, heatmap=args.heatmap is not None)
+            for item, result in zip(chunk, results, strict=True):
+                if not isinstance(result, HumanmadeError) and args.heatmap is not None:
+                    result = _write_heatmap(detector, item, result, args.heatmap, len(items))
                 if not out.result(item, result):
                     failures += 1
             bar.update(len(chunk))
@@ -413,6 +431,37 @@ def _run_score(
     if failures and len(items) > 1:
         print(f"{failures} of {len(items)} inputs failed.", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _heatmap_path(out: Path, item: _Item, n_items: int) -> Path:
+    if n_items == 1 and out.suffix.lower() == ".png":
+        return out
+    stem = Path(item.name.rstrip("/")).name or "image"
+    return out / f"{stem}.heatmap.png"
+
+
+def _write_heatmap(
+    detector: Detector, item: _Item, verdict: Verdict, out: Path, n_items: int
+) -> Verdict | HumanmadeError:
+    """Render the overlay next to the verdict; a failure to write is that input's failure."""
+    from .fetch import FetchPolicy, fetch_url
+    from .heatmap import render_overlay
+    from .intake import load_image
+
+    try:
+        if item.is_url:  # fetched again: verdicts keep no pixels
+            source: Any = fetch_url(item.source, detector.fetch_policy or FetchPolicy()).data
+        else:
+            source = item.source
+        image = load_image(source, detector.limits).image
+        path = _heatmap_path(out, item, n_items)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_overlay(image, verdict.heatmap, verdict.summary()).save(path)
+    except HumanmadeError as exc:
+        return exc
+    except OSError as exc:
+        return UnreadableSourceError(f"Cannot write the heatmap for {item.name}: {exc}")
+    return verdict
 
 
 # --------------------------------------------------------------------------- info
@@ -459,7 +508,7 @@ def _model_info(path: Path) -> dict[str, Any]:
             "bias": loaded.calibration.bias,
         },
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "architecture": loaded.model.config.name,
+        "architecture": loaded.model.config.backbone,
         "calibrated_on": meta.get("calibrated_on"),
         "train_minutes": meta.get("train_minutes"),
         "val_report": val_report,

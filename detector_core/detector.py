@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from .errors import HumanmadeError, ImageTooSmallError
+from .heatmap import build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, load_image
 from .model import PatchModel
-from .tiling import MIN_SIDE, cut_tiles, plan_tiles
-from .verdict import BandCutoffs, ImageFacts, Verdict
+from .stability import stability_variants
+from .tiling import MIN_SIDE, Tile, cut_tiles, plan_tiles
+from .verdict import Band, BandCutoffs, ImageFacts, Verdict
 from .weights import LoadedWeights, default_weights_path, load_weights, torch_device
 
 if TYPE_CHECKING:
@@ -27,19 +29,29 @@ DEFAULT_BATCH_TILES = 16
 
 
 @torch.inference_mode()
+def tile_patch_logits(
+    model: PatchModel,
+    tiles: np.ndarray,
+    device: torch.device,
+    batch_size: int = DEFAULT_BATCH_TILES,
+) -> np.ndarray:
+    """Raw patch-logit maps (N, h, w) for a stack of equally sized (N, H, W, 3) uint8 tiles."""
+    out = []
+    for start in range(0, len(tiles), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
+        batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        out.append(model.patch_logits(batch)[:, 0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
 def tile_logits(
     model: PatchModel,
     tiles: np.ndarray,
     device: torch.device,
     batch_size: int = DEFAULT_BATCH_TILES,
 ) -> np.ndarray:
-    """Raw logits for a stack of equally sized (N, H, W, 3) uint8 tiles."""
-    out = []
-    for start in range(0, len(tiles), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
-        batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        out.append(model(batch).float().cpu().numpy())
-    return np.concatenate(out)
+    """Raw logits for a stack of equally sized (N, H, W, 3) uint8 tiles: mean patch logit."""
+    return tile_patch_logits(model, tiles, device, batch_size).mean(axis=(1, 2))
 
 
 def image_logit(
@@ -68,6 +80,8 @@ class Detector:
 
     `weights`: a .safetensors path (default: `$HUMANMADE_WEIGHTS` or the committed release).
     `expected_sha256`: verify against this instead of the model card beside the weights.
+    `stability_check`: also score a re-encoded and a rescaled copy (with fewer tiles); when
+    the band flips between them, the verdict is `uncertain` and says why.
     """
 
     def __init__(
@@ -80,6 +94,7 @@ class Detector:
         limits: IntakeLimits | None = None,
         fetch_policy: FetchPolicy | None = None,
         device: str | None = "cpu",
+        stability_check: bool = True,
     ) -> None:
         if max_tiles < 1:
             raise ValueError("max_tiles must be at least 1")
@@ -90,6 +105,7 @@ class Detector:
         self.limits = limits or IntakeLimits()
         self.fetch_policy = fetch_policy
         self.device = torch_device(device)
+        self.stability_check = stability_check
         self._loaded: LoadedWeights | None = None
         self._lock = threading.Lock()
 
@@ -111,20 +127,28 @@ class Detector:
     def model_version(self) -> str:
         return self.loaded.version
 
-    def score(self, source: ImageSource) -> Verdict:
-        """Score one image: a path, bytes, a binary file object or a PIL image."""
-        return self.score_many([source])[0]
+    def score(self, source: ImageSource, *, heatmap: bool = False) -> Verdict:
+        """Score one image: a path, bytes, a binary file object or a PIL image.
 
-    def score_url(self, url: str) -> Verdict:
+        `heatmap`: also return the patch-probability map (`Verdict.heatmap`).
+        """
+        return self.score_many([source], heatmap=heatmap)[0]  # type: ignore[return-value]
+
+    def score_url(self, url: str, *, heatmap: bool = False) -> Verdict:
         """Fetch an http(s) URL safely (see `fetch.FetchPolicy`) and score what it holds."""
         from .fetch import FetchPolicy, fetch_url
 
         started = time.perf_counter()
         fetched = fetch_url(url, self.fetch_policy or FetchPolicy())
-        return self._score_decoded([load_image(fetched.data, self.limits)], started)[0]
+        decoded = load_image(fetched.data, self.limits)
+        return self._score_decoded([decoded], started, heatmap)[0]
 
     def score_many(
-        self, sources: Iterable[ImageSource], *, return_errors: bool = False
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        return_errors: bool = False,
+        heatmap: bool = False,
     ) -> list[Verdict | HumanmadeError]:
         """Score several images, batching tiles of equal shape across images.
 
@@ -147,35 +171,64 @@ class Detector:
             positions.append(len(results))
             results.append(None)
             decoded.append(image)
-        for pos, verdict in zip(positions, self._score_decoded(decoded, started), strict=True):
+        for pos, verdict in zip(
+            positions, self._score_decoded(decoded, started, heatmap), strict=True
+        ):
             results[pos] = verdict
         return results  # type: ignore[return-value]
 
-    def _score_decoded(self, images: Sequence[DecodedImage], started: float) -> list[Verdict]:
+    def _score_decoded(
+        self, images: Sequence[DecodedImage], started: float, heatmap: bool = False
+    ) -> list[Verdict]:
         for image in images:
             _check_size(image)
         loaded = self.loaded
-        plans = []
-        by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        # Job 0 of each image is the image itself; the rest are its stability variants.
+        jobs: list[tuple[int, str, np.ndarray, list[Tile]]] = []
         for i, image in enumerate(images):
             pixels = np.asarray(image.image, dtype=np.uint8)
             tiles = plan_tiles(image.width, image.height, loaded.tile_size, self.max_tiles)
-            plans.append(len(tiles))
+            jobs.append((i, "original", pixels, tiles))
+            if self.stability_check:
+                cap = max(1, self.max_tiles // 4)
+                for name, variant in stability_variants(image.image):
+                    h, w = variant.shape[:2]
+                    if min(h, w) >= MIN_SIDE:
+                        jobs.append((i, name, variant, plan_tiles(w, h, loaded.tile_size, cap)))
+        by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for j, (_, _, pixels, tiles) in enumerate(jobs):
             for tile in cut_tiles(pixels, tiles):
-                by_shape[tile.shape[:2]].append((i, tile))
-        per_image: list[list[float]] = [[] for _ in images]
+                by_shape[tile.shape[:2]].append((j, tile))
+        maps: list[list[np.ndarray]] = [[] for _ in jobs]
         for entries in by_shape.values():
-            logits = tile_logits(loaded.model, np.stack([t for _, t in entries]), self.device)
-            for (i, _), logit in zip(entries, logits, strict=True):
-                per_image[i].append(float(logit))
+            patch = tile_patch_logits(loaded.model, np.stack([t for _, t in entries]), self.device)
+            for (j, _), patch_map in zip(entries, patch, strict=True):
+                maps[j].append(patch_map)
         elapsed_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(images))
+        calibrate = loaded.calibration.probability
         verdicts = []
-        for image, logits, n_tiles in zip(images, per_image, plans, strict=True):
-            probability = float(loaded.calibration.probability(np.mean(logits)))
+        for i, image in enumerate(images):
+            own = [j for j, job in enumerate(jobs) if job[0] == i]
+            original, variants = own[0], own[1:]
+            tile_logit = np.array([m.mean() for m in maps[original]])
+            probability = float(calibrate(tile_logit.mean()))
+            band = self.cutoffs.band(probability)
+            variant_probs = {
+                jobs[j][1]: float(calibrate(np.mean([m.mean() for m in maps[j]]))) for j in variants
+            }
+            flipped = {n: p for n, p in variant_probs.items() if self.cutoffs.band(p) != band}
+            reasons: tuple[str, ...] = ()
+            if flipped:
+                band = Band.UNCERTAIN
+                reasons = (
+                    "unstable: the band changes when the image is "
+                    + ", ".join(f"{n} ({p:.0%})" for n, p in flipped.items())
+                    + f", against {probability:.0%} for the image as given",
+                )
             verdicts.append(
                 Verdict(
                     ai_probability=probability,
-                    band=self.cutoffs.band(probability),
+                    band=band,
                     model_version=loaded.version,
                     image=ImageFacts(
                         width=image.width,
@@ -185,9 +238,17 @@ class Detector:
                         n_bytes=image.n_bytes,
                     ),
                     elapsed_ms=elapsed_ms,
-                    tiles_scored=n_tiles,
-                    tile_probabilities=tuple(
-                        float(p) for p in loaded.calibration.probability(np.array(logits))
+                    tiles_scored=len(maps[original]),
+                    tile_probabilities=tuple(float(p) for p in calibrate(tile_logit)),
+                    unstable=bool(flipped),
+                    variant_probabilities=tuple(variant_probs.items()),
+                    reasons=reasons,
+                    heatmap=(
+                        build_heatmap(
+                            image.width, image.height, jobs[original][3], maps[original], calibrate
+                        )
+                        if heatmap
+                        else None
                     ),
                 )
             )

@@ -43,16 +43,16 @@ VERSION = "0.1.0"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 24
+    epochs: int = 12
     samples_per_epoch: int = 4096
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 5e-4
     tile_size: int = 256
     workers: int = 1
     threads: int = 2
     seed: int = 1234
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(backbone="efficientnet-lite0"))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .heatmap import Heatmap
 
 
 class Band(StrEnum):
@@ -60,16 +63,37 @@ class Verdict:
     elapsed_ms: float
     tiles_scored: int
     tile_probabilities: tuple[float, ...] = field(default=(), repr=False)
+    # True when re-encoded or rescaled copies fall in another band; the band is then uncertain.
+    unstable: bool = False
+    variant_probabilities: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    reasons: tuple[str, ...] = ()
+    heatmap: Heatmap | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
         """The one line people read: 'AI-generated: 87% (likely AI)'."""
         return f"AI-generated: {round(self.ai_probability * 100)}% ({self.band.label})"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["band"] = self.band.value
-        data["ai_probability"] = round(self.ai_probability, 6)
-        data["elapsed_ms"] = round(self.elapsed_ms, 2)
-        data["tile_probabilities"] = [round(p, 6) for p in self.tile_probabilities]
-        data["summary"] = self.summary()
+        """JSON-ready; the heatmap is included only when it was asked for."""
+        data: dict[str, Any] = {
+            "ai_probability": round(self.ai_probability, 6),
+            "band": self.band.value,
+            "summary": self.summary(),
+            "model_version": self.model_version,
+            "image": {
+                "width": self.image.width,
+                "height": self.image.height,
+                "format": self.image.format,
+                "sha256": self.image.sha256,
+                "n_bytes": self.image.n_bytes,
+            },
+            "elapsed_ms": round(self.elapsed_ms, 2),
+            "tiles_scored": self.tiles_scored,
+            "tile_probabilities": [round(p, 6) for p in self.tile_probabilities],
+            "unstable": self.unstable,
+            "variant_probabilities": {k: round(v, 6) for k, v in self.variant_probabilities},
+            "reasons": list(self.reasons),
+        }
+        if self.heatmap is not None:
+            data["heatmap"] = self.heatmap.to_dict()
         return data

@@ -20,7 +20,8 @@ from detector_core.cli import main
 from detector_core.verdict import Verdict
 
 LINE = re.compile(r"^(?P<name>.+): AI-generated: \d{1,3}% \((likely human|uncertain|likely AI)\)$")
-VERDICT_KEYS = {"source", *Verdict.__dataclass_fields__, "summary"}
+# The heatmap appears only when asked for.
+VERDICT_KEYS = {"source", *Verdict.__dataclass_fields__, "summary"} - {"heatmap"}
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

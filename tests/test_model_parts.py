@@ -122,3 +122,17 @@ def test_sample_rows_is_stratified_and_deterministic():
     assert sum(r.label == "ai" for r in sample) == 30
     assert sample == sample_rows(rows, 100, seed=3)
     assert sample_rows(rows, 0) == rows
+
+
+def test_evaluation_plots_are_written_as_png(tmp_path):
+    from PIL import Image
+
+    from detector_core.evaluate import write_plots
+
+    rows = [_row("ai" if i % 2 else "human", f"s{i % 5}") for i in range(60)]
+    probs = np.linspace(0.01, 0.99, 60)
+    paths = write_plots(rows, probs, tmp_path / "plots", "synthetic")
+    assert [p.name for p in paths] == ["roc.png", "reliability.png"]
+    for path in paths:
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.width > 200

@@ -27,8 +27,8 @@ def test_released_weights_reach_the_auc_gate_on_val(val_report):
 
 
 def test_released_weights_are_calibrated_on_val(val_report):
-    # Cross-fitted: calibration fitted on half of the val sources, measured on the rest.
-    assert val_report["ece_crossfitted_by_source"] < 0.15
+    # Cross-fitted: calibration fitted on half of the val images, measured on the other half.
+    assert val_report["ece_crossfitted"] < 0.10
 
 
 def test_recorded_headline_figures_match_a_fresh_evaluation(val_report):
