@@ -362,8 +362,10 @@ class _Output:
                 sys.stdout,
             )
         else:
-            reasons = "".join(f" — {reason}" for reason in result.reasons)
-            self._write(f"{item.name}: {result.summary()}{reasons}", sys.stdout)
+            lines = [f"{item.name}: {result.summary()}"]
+            lines += [f"  note: {reason}" for reason in result.reasons]
+            lines += [f"  [{e.strength.label}] {e.summary} ({e.where})" for e in result.evidence]
+            self._write("\n".join(lines), sys.stdout)
         return True
 
 

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .errors import HumanmadeError, ImageTooSmallError
 from .heatmap import build_heatmap
-from .intake import DecodedImage, ImageSource, IntakeLimits, load_image
+from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
 from .model import PatchModel
+from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
 from .tiling import MIN_SIDE, Tile, cut_tiles, plan_tiles
 from .verdict import Band, BandCutoffs, ImageFacts, Verdict
@@ -82,6 +84,9 @@ class Detector:
     `expected_sha256`: verify against this instead of the model card beside the weights.
     `stability_check`: also score a re-encoded and a rescaled copy (with fewer tiles); when
     the band flips between them, the verdict is `uncertain` and says why.
+    `provenance`: read what the file says about its origin (C2PA, XMP, EXIF, generator
+    parameters, watermarks); strong AI evidence moves the band to `likely_ai`, and nothing
+    in metadata moves it toward `likely_human`.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Detector:
         fetch_policy: FetchPolicy | None = None,
         device: str | None = "cpu",
         stability_check: bool = True,
+        provenance: bool = True,
     ) -> None:
         if max_tiles < 1:
             raise ValueError("max_tiles must be at least 1")
@@ -106,6 +112,7 @@ class Detector:
         self.fetch_policy = fetch_policy
         self.device = torch_device(device)
         self.stability_check = stability_check
+        self.provenance = provenance
         self._loaded: LoadedWeights | None = None
         self._lock = threading.Lock()
 
@@ -140,8 +147,8 @@ class Detector:
 
         started = time.perf_counter()
         fetched = fetch_url(url, self.fetch_policy or FetchPolicy())
-        decoded = load_image(fetched.data, self.limits)
-        return self._score_decoded([decoded], started, heatmap)[0]
+        decoded = decode_image(fetched.data, self.limits)
+        return self._score_decoded([(decoded, fetched.data)], started, heatmap)[0]
 
     def score_many(
         self,
@@ -157,11 +164,11 @@ class Detector:
         """
         started = time.perf_counter()
         results: list[Verdict | HumanmadeError | None] = []
-        decoded: list[DecodedImage] = []
+        decoded: list[tuple[DecodedImage, bytes]] = []
         positions: list[int] = []
         for source in sources:
             try:
-                image = load_image(source, self.limits)
+                image, data = self._decode(source)
                 _check_size(image)
             except HumanmadeError as exc:
                 if not return_errors:
@@ -170,16 +177,27 @@ class Detector:
                 continue
             positions.append(len(results))
             results.append(None)
-            decoded.append(image)
+            decoded.append((image, data))
         for pos, verdict in zip(
             positions, self._score_decoded(decoded, started, heatmap), strict=True
         ):
             results[pos] = verdict
         return results  # type: ignore[return-value]
 
+    def _decode(self, source: ImageSource) -> tuple[DecodedImage, bytes]:
+        """The decoded image and its encoded bytes (empty for an in-memory PIL image)."""
+        if isinstance(source, Image.Image):
+            return load_image(source, self.limits), b""
+        data = read_bytes(source, self.limits)
+        return decode_image(data, self.limits), data
+
     def _score_decoded(
-        self, images: Sequence[DecodedImage], started: float, heatmap: bool = False
+        self,
+        decoded: Sequence[tuple[DecodedImage, bytes]],
+        started: float,
+        heatmap: bool = False,
     ) -> list[Verdict]:
+        images = [image for image, _ in decoded]
         for image in images:
             _check_size(image)
         loaded = self.loaded
@@ -225,6 +243,11 @@ class Detector:
                     + ", ".join(f"{n} ({p:.0%})" for n, p in flipped.items())
                     + f", against {probability:.0%} for the image as given",
                 )
+            evidence: tuple[Evidence, ...] = ()
+            if self.provenance:
+                evidence = read_evidence(decoded[i][1], image.image)
+                band, evidence_reasons = combine(probability, band, evidence)
+                reasons += evidence_reasons
             verdicts.append(
                 Verdict(
                     ai_probability=probability,
@@ -243,6 +266,7 @@ class Detector:
                     unstable=bool(flipped),
                     variant_probabilities=tuple(variant_probs.items()),
                     reasons=reasons,
+                    evidence=evidence,
                     heatmap=(
                         build_heatmap(
                             image.width, image.height, jobs[original][3], maps[original], calibrate

@@ -117,6 +117,15 @@ def _group_row(targets: np.ndarray, probs: np.ndarray, cutoffs: BandCutoffs) -> 
     return row
 
 
+# The groups the product's false-positive promise is stated for.
+CONTENT_GROUPS = {
+    "photo": ("photo", "face"),
+    "painting/drawing": ("painting", "drawing", "art"),
+    "manga/illustration": ("manga", "illustration", "pixelart"),
+    "render": ("render",),
+}
+
+
 def build_report(
     rows: Sequence[ManifestRow],
     logits: np.ndarray,
@@ -158,6 +167,11 @@ def build_report(
     report["per_generator"] = {g: generator_row(ix) for g, ix in sorted(by_generator.items())}
     report["per_content"] = {
         c: _group_row(targets[ix], probs[ix], cutoffs) for c, ix in sorted(by_content.items())
+    }
+    report["per_content_group"] = {
+        group: _group_row(targets[ix], probs[ix], cutoffs)
+        for group, members in CONTENT_GROUPS.items()
+        if (ix := [i for i, r in enumerate(rows) if r.content in members])
     }
     report["per_source"] = {
         s: _group_row(targets[ix], probs[ix], cutoffs) for s, ix in sorted(by_source.items())

@@ -207,7 +207,7 @@ class TwinAutoencoder(nn.Module):
         return cls.from_files(folder / ENCODER_FILE, folder / DECODER_FILE)
 
     def encode(self, rgb01: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1], H and W multiples of 8 -> (N, C, H/8, W/8), about [-3, 3]."""
+        """(N, 3, H, W) in [0, 1], sides multiples of 8 -> (N, C, H/8, W/8); std ~0.8."""
         return self.encoder(rgb01)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
@@ -231,20 +231,25 @@ class TwinAutoencoder(nn.Module):
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
-    batch = np.stack([np.asarray(a, dtype=np.uint8) for a in arrays])
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+def _to_tensor(arrays: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+    batch = torch.from_numpy(np.stack([np.asarray(a, dtype=np.uint8) for a in arrays]))
+    return batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
-    return t.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    t = t.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return t.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def make_twin(image: Image.Image, model: TwinAutoencoder) -> Image.Image:
     """The RGB twin of one image (same size; any size from 8 px per side)."""
     arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
     with torch.inference_mode():
-        out = _to_uint8(model(_to_tensor([arr])))[0]
+        out = _to_uint8(model(_to_tensor([arr], _device(model))))[0]
     return Image.fromarray(out, mode="RGB")
 
 
@@ -254,7 +259,10 @@ def make_twins(
     batch_size: int = 8,
     progress: bool = True,
 ) -> list[np.ndarray]:
-    """Twins of (H, W, 3) uint8 arrays, in input order; same-size arrays share batches."""
+    """Twins of (H, W, 3) uint8 arrays, in input order; same-size arrays share batches.
+
+    Runs where the model's parameters are (move the model to a GPU to go faster).
+    """
     from tqdm import tqdm
 
     for i, a in enumerate(arrays):
@@ -264,12 +272,14 @@ def make_twins(
     for i, a in enumerate(arrays):
         by_size[a.shape[:2]].append(i)
     out: list[np.ndarray | None] = [None] * len(arrays)
+    device = _device(model)
     bar = tqdm(total=len(arrays), desc="twins", unit="img", disable=not progress)
     with torch.inference_mode():
         for indices in by_size.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                twins = _to_uint8(model(_to_tensor([arrays[i] for i in chunk])))
+                batch = _to_tensor([arrays[i] for i in chunk], device)
+                twins = _to_uint8(model(batch))
                 for i, twin in zip(chunk, twins, strict=True):
                     out[i] = twin
                 bar.update(len(chunk))

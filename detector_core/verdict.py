@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .heatmap import Heatmap
+    from .provenance import Evidence
 
 
 class Band(StrEnum):
@@ -67,6 +68,8 @@ class Verdict:
     unstable: bool = False
     variant_probabilities: tuple[tuple[str, float], ...] = field(default=(), repr=False)
     reasons: tuple[str, ...] = ()
+    # What the file says about its origin (C2PA, XMP, EXIF, generator parameters, watermarks).
+    evidence: tuple[Evidence, ...] = ()
     heatmap: Heatmap | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
@@ -93,6 +96,7 @@ class Verdict:
             "unstable": self.unstable,
             "variant_probabilities": {k: round(v, 6) for k, v in self.variant_probabilities},
             "reasons": list(self.reasons),
+            "evidence": [e.to_dict() for e in self.evidence],
         }
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap.to_dict()

@@ -235,3 +235,24 @@ def test_score_url_uses_safe_fetch(tiny_weights):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_generator_parameters_move_the_verdict_to_likely_ai_with_reasons(tiny_weights):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 96x64, "
+        "Model hash: abc123, Model: v1-5-pruned",
+    )
+    data = encode(make_image(96, 64, seed=6), "PNG", pnginfo=info)
+    never_ai = BandCutoffs(human=0.5, ai=1.0)  # the pixels alone can never reach likely_ai
+    verdict = Detector(tiny_weights, cutoffs=never_ai).score(data)
+    assert verdict.band is Band.LIKELY_AI
+    assert any(e.kind == "generator_parameters" for e in verdict.evidence)
+    assert verdict.reasons and "pixels alone" in verdict.reasons[-1]
+    assert verdict.to_dict()["evidence"][0]["kind"]
+    pixels_only = Detector(tiny_weights, cutoffs=never_ai, provenance=False).score(data)
+    assert pixels_only.band is not Band.LIKELY_AI and pixels_only.evidence == ()
+    assert pixels_only.ai_probability == pytest.approx(verdict.ai_probability)

@@ -111,6 +111,7 @@ def test_report_on_synthetic_scores():
     assert set(report["per_generator"]) == {"GenA", "GenB"}
     assert report["per_content"]["painting"]["n_ai"] == 0
     assert "likely_ai_rate_on_human" in report["per_content"]["painting"]
+    assert report["per_content_group"]["painting/drawing"]["n"] == 50
     assert report["ece_crossfitted_by_source"] is not None
     one_class = [r for r in rows if r.label == "ai"][:6]
     assert crossfit_ece(one_class, np.zeros(6)) is None

@@ -167,7 +167,7 @@ def read_c2pa(data: bytes, meta: Metadata) -> list[Evidence]:
         import c2pa
     except ImportError:
         log.debug("c2pa-python is not installed; C2PA manifests are not read")
-        return []
+        return [_remote_evidence(url, where) for url, where in remote[:1]]
     try:
         store = _read_store(c2pa, data, _MIME.get(meta.format))
     except c2pa.C2paError as exc:

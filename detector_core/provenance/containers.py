@@ -50,6 +50,7 @@ class Metadata:
     has_jumbf: bool = False  # a C2PA/JUMBF store seems to be embedded
     png_color_type: int | None = None  # IHDR colour type (4 and 6 carry alpha)
     png_has_trns: bool = False
+    webp_lossless_or_alpha: bool = False  # a VP8L or ALPH chunk: pixels' low bits may survive
     skipped: list[str] = field(default_factory=list)  # blocks ignored for their size, for logs
 
     @property
@@ -230,6 +231,8 @@ def _walk_riff(data: bytes, meta: Metadata) -> None:
                 meta.xmp.append(RawBlock(body, "WebP XMP chunk"))
         elif fourcc == b"C2PA":
             meta.has_jumbf = True
+        elif fourcc in (b"VP8L", b"ALPH"):
+            meta.webp_lossless_or_alpha = True
         pos += 8 + size + (size & 1)
 
 

@@ -309,7 +309,9 @@ def parse_invokeai(data: Any, keyword: str) -> GeneratorInfo | None:
         nodes = data.get("nodes")
         if not isinstance(nodes, Mapping | list) or not nodes:
             return None
-        return GeneratorInfo("InvokeAI", f"graph of {_nodes(len(nodes))}", {"node_count": len(nodes)})
+        return GeneratorInfo(
+            "InvokeAI", f"graph of {_nodes(len(nodes))}", {"node_count": len(nodes)}
+        )
     settings = generation_settings(data) or {}
     mode = data.get("generation_mode")
     if not settings and not isinstance(mode, str):

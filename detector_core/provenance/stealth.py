@@ -7,8 +7,9 @@ per pixel into R, G and B ("rgb" mode):
     15-byte signature | 32-bit payload length in bits | payload (gzip'd when "...comp")
 
 signatures: stealth_pnginfo / stealth_pngcomp (alpha), stealth_rgbinfo / stealth_rgbcomp (rgb).
-Only lossless files can carry it, so only PNG and WebP are checked. Reading is vectorised and
-touches only the columns the payload needs; the payload is capped at 1 MiB.
+Only lossless files can carry it, so only PNG and WebP are checked, up to 16 MP (files with
+alpha are decoded again here, since the verdict's RGB copy has lost it). Reading is vectorised
+and touches only the columns the payload needs; the payload is capped at 1 MiB.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["read_stealth", "stealth_payload"]
 
-MAX_PIXELS = 64_000_000
+MAX_PIXELS = 16_000_000  # larger files are not decoded a second time just for this check
 _SIGNATURES = {
     b"stealth_pnginfo": ("alpha", False),
     b"stealth_pngcomp": ("alpha", True),
@@ -87,6 +88,8 @@ def _pixels_with_alpha(data: bytes, fmt: str) -> np.ndarray | None:
 def read_stealth(data: bytes, meta: Metadata, image: Image.Image | None) -> list[Evidence]:
     if meta.format not in ("PNG", "WEBP"):
         return []
+    if meta.format == "WEBP" and not meta.webp_lossless_or_alpha:
+        return []  # lossy compression keeps no low bits
     arr: np.ndarray | None
     if meta.format == "PNG" and not meta.png_may_have_alpha and image is not None:
         arr = np.asarray(image.convert("RGB")) if image.mode != "RGB" else np.asarray(image)
