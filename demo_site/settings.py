@@ -7,12 +7,18 @@ file, no broker, no cache server. Environment variables:
 - HUMANMADE_DEMO_SECRET_KEY  Django secret key (default: an INSECURE development key)
 - HUMANMADE_DEMO_DEBUG       1/0, true/false (default: true; this is a demo)
 - HUMANMADE_WEIGHTS          weights file used when HUMANMADE["WEIGHTS"] is None
+- HUMANMADE_DEMO_DATABASE_URL  postgres://user:password@host:port/name instead of SQLite
+- HUMANMADE_DEMO_MEDIA_ROOT  where uploads are stored (default: <repo>/media)
+- HUMANMADE_CELERY_QUEUE     the queue scoring tasks go to (default: humanmade)
+- HUMANMADE_CELERY_BROKER_URL  a broker (e.g. redis://127.0.0.1:6379/0): scoring is queued
+                             for a Celery worker instead of running in-process after commit
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -50,6 +56,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "cms_plugin",
     "demo_site",
 ]
 
@@ -81,11 +91,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("HUMANMADE_DEMO_DB") or BASE_DIR / "db.sqlite3",
+
+def _database(url: str) -> dict:
+    """postgres://user:password@host:port/name -> a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ImproperlyConfigured("HUMANMADE_DEMO_DATABASE_URL must be a postgres:// URL.")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
     }
+
+
+DATABASES = {
+    "default": (
+        _database(os.environ["HUMANMADE_DEMO_DATABASE_URL"])
+        if os.environ.get("HUMANMADE_DEMO_DATABASE_URL")
+        else {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("HUMANMADE_DEMO_DB") or BASE_DIR / "db.sqlite3",
+        }
+    )
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -105,7 +135,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 MEDIA_URL = "media/"
-MEDIA_ROOT = BASE_DIR / "media"
+MEDIA_ROOT = os.environ.get("HUMANMADE_DEMO_MEDIA_ROOT") or BASE_DIR / "media"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -119,9 +149,28 @@ FILE_UPLOAD_HANDLERS = [
 ]
 CSRF_FAILURE_VIEW = "demo_site.views.csrf_failure"
 
-# The detector. WEIGHTS: a .safetensors path, or None for $HUMANMADE_WEIGHTS / the release
-# in weights/. MAX_UPLOAD_BYTES caps both uploads and URL downloads.
+# The detector and cms_plugin (every key and its default: cms_plugin/conf.py). WEIGHTS: a
+# .safetensors path, or None for $HUMANMADE_WEIGHTS / the release in weights/.
+# MAX_UPLOAD_BYTES caps both uploads and URL downloads.
 HUMANMADE = {
     "WEIGHTS": None,
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    "WATCHED_FIELDS": ["demo_site.NewsPhoto.image"],
+    "CELERY_QUEUE": os.environ.get("HUMANMADE_CELERY_QUEUE") or "humanmade",
+}
+
+# Celery: no broker by default, so scoring runs in-process after commit.
+CELERY_BROKER_URL = os.environ.get("HUMANMADE_CELERY_BROKER_URL") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "humanmade API",
+    "DESCRIPTION": "Submit images for an advisory AI-generation score; reviewers decide.",
+    "VERSION": "0.1.0",
 }

@@ -13,5 +13,13 @@ demo_patterns = (
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("cms_plugin.api.urls")),
     path("", include(demo_patterns)),
 ]
+
+try:  # the OpenAPI schema of the API, when drf-spectacular is installed (the django extra)
+    from drf_spectacular.views import SpectacularAPIView
+except ImportError:  # pragma: no cover
+    pass
+else:
+    urlpatterns.insert(2, path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"))

@@ -73,8 +73,12 @@ class Verdict:
     heatmap: Heatmap | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
-        """The one line people read: 'AI-generated: 87% (likely AI)'."""
-        return f"AI-generated: {round(self.ai_probability * 100)}% ({self.band.label})"
+        """The one line people read: 'AI-generated: 87% (likely AI)'.
+
+        Shown between 1 % and 99 %: a detector is never certain, and "100%" would read as proof.
+        """
+        shown = min(99, max(1, round(self.ai_probability * 100)))
+        return f"AI-generated: {shown}% ({self.band.label})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the heatmap is included only when it was asked for."""

@@ -72,6 +72,8 @@ def test_verdict_is_immutable_and_json_ready(detector, png_bytes):
         (0.5, Band.UNCERTAIN, "AI-generated: 50% (uncertain)"),
         (0.2, Band.UNCERTAIN, "AI-generated: 20% (uncertain)"),
         (0.03, Band.LIKELY_HUMAN, "AI-generated: 3% (likely human)"),
+        (0.998, Band.LIKELY_AI, "AI-generated: 99% (likely AI)"),
+        (0.001, Band.LIKELY_HUMAN, "AI-generated: 1% (likely human)"),
     ],
 )
 def test_bands_and_summary(p, band, text):
@@ -256,3 +258,12 @@ def test_generator_parameters_move_the_verdict_to_likely_ai_with_reasons(tiny_we
     pixels_only = Detector(tiny_weights, cutoffs=never_ai, provenance=False).score(data)
     assert pixels_only.band is not Band.LIKELY_AI and pixels_only.evidence == ()
     assert pixels_only.ai_probability == pytest.approx(verdict.ai_probability)
+
+
+def test_importing_the_errors_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, detector_core.errors; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

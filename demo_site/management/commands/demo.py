@@ -47,6 +47,13 @@ class Command(BaseCommand):
         self.stdout.write("Database migrations applied.")
         self._ensure_admin()
         self._warm_detector()
+        base = f"http://{addrport}"
+        self.stdout.write(
+            f"Demo page: {base}/  ·  review queue: {base}/admin/cms_plugin/detection/  ·  "
+            f"API: {base}/api/detections/ (schema: {base}/api/schema/)\n"
+            "Newsroom photos added in the admin are scored in-process after each save; "
+            "borderline ones wait in the review queue."
+        )
         if no_serve:
             self.stdout.write("--no-serve given: not starting the web server.")
             return

@@ -1,0 +1,308 @@
+"""The review queue: needs_review first, oldest first; a person decides, the score advises."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, IntegerField, Value, When
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from . import services
+from .models import REVIEW_PERMISSION, Detection, Review
+
+ADVISORY = (
+    "The score is advisory: it is evidence for your decision, never a verdict on its own. "
+    "Wrongly calling someone's work AI-made is the worst mistake this tool can make."
+)
+THUMB_SIDE = 160
+
+
+class ReviewActionForm(ActionForm):
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Note (optional)",
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "why (optional)"}),
+    )
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "reviewer", "decision", "note")
+    readonly_fields = fields
+    verbose_name = "decision"
+    verbose_name_plural = "decision history"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Detection)
+class DetectionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "thumbnail",
+        "probability_bar",
+        "band",
+        "status",
+        "decision",
+        "model_version",
+        "source",
+        "created_at",
+    )
+    list_display_links = ("id", "thumbnail")
+    list_filter = ("status", "band", "model_version", "created_at", "decision")
+    list_per_page = 50
+    search_fields = ("sha256", "source_url", "note")
+    action_form = ReviewActionForm
+    actions = ("confirm_human_made", "confirm_ai_generated")
+    inlines = (ReviewInline,)
+    change_form_template = "admin/cms_plugin/detection/change_form.html"
+    change_list_template = "admin/cms_plugin/detection/change_list.html"
+    fieldsets = (
+        ("Result (advisory)", {"fields": ("summary", "status", "error", "model_version")}),
+        ("Human review", {"fields": ("decision", "reviewer", "reviewed_at", "note")}),
+        (
+            "Image",
+            {
+                "fields": (
+                    "source",
+                    "sha256",
+                    "created_at",
+                    "scored_at",
+                    "attempts",
+                    "evidence_json",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "summary",
+        "status",
+        "error",
+        "model_version",
+        "decision",
+        "reviewer",
+        "reviewed_at",
+        "note",
+        "source",
+        "sha256",
+        "created_at",
+        "scored_at",
+        "attempts",
+        "evidence_json",
+    )
+
+    # --- permissions: scores are written by the engine, decisions by reviewers -----------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the decisions are the training data of the next model: keep them
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) or self.has_review_permission(request)
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.has_perm(REVIEW_PERMISSION)
+
+    # --- the queue ------------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).select_related("reviewer", "content_type")
+
+    def get_ordering(self, request: HttpRequest) -> list:
+        waiting_first = Case(
+            When(status=Detection.Status.NEEDS_REVIEW, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return [waiting_first.asc(), "created_at", "pk"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra = {"title": "Review queue", "advisory": ADVISORY, **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra = {
+            "advisory": ADVISORY,
+            "detection": obj,
+            "can_review": obj is not None
+            and obj.can_be_reviewed
+            and self.has_review_permission(request),
+            "decisions": Detection.Decision.choices,
+            "evidence_items": (obj.evidence or {}).get("evidence", []) if obj else [],
+            "reasons": (obj.evidence or {}).get("reasons", []) if obj else [],
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    # --- columns --------------------------------------------------------------------------
+
+    @admin.display(description="image")
+    def thumbnail(self, obj: Detection) -> str:
+        url = reverse("admin:cms_plugin_detection_thumbnail", args=[obj.pk])
+        return format_html(
+            '<img src="{}" alt="image #{}" loading="lazy" style="max-width:80px;max-height:80px">',
+            url,
+            obj.pk,
+        )
+
+    @admin.display(description="AI probability (advisory)", ordering="probability")
+    def probability_bar(self, obj: Detection) -> str:
+        if obj.probability is None:
+            return "–"
+        percent = round(obj.probability * 100)
+        return format_html(
+            '<div class="hm-bar" title="{}" style="width:120px;background:#eee;height:10px">'
+            '<div style="width:{}%;background:#c0392b;height:10px"></div></div>{}%',
+            obj.summary,
+            percent,
+            percent,
+        )
+
+    @admin.display(description="source")
+    def source(self, obj: Detection) -> str:
+        return obj.source_label()
+
+    @admin.display(description="result")
+    def summary(self, obj: Detection) -> str:
+        return obj.summary or "not scored yet"
+
+    @admin.display(description="engine output")
+    def evidence_json(self, obj: Detection) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.evidence, indent=2)[:20000])
+
+    # --- bulk actions ---------------------------------------------------------------------
+
+    def _decide(self, request: HttpRequest, queryset, decision: str) -> None:
+        note = request.POST.get("note", "").strip()[:2000]
+        done, skipped = 0, 0
+        for detection in queryset:
+            try:
+                services.record_review(detection, request.user, decision, note)
+                done += 1
+            except services.ReviewRefused:
+                skipped += 1
+        label = Detection.Decision(decision).label
+        self.message_user(request, f"{done} image(s) confirmed {label}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} image(s) skipped: not scored yet, or scoring failed.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Confirm human-made", permissions=["review"])
+    def confirm_human_made(self, request: HttpRequest, queryset) -> None:
+        self._decide(request, queryset, Detection.Decision.HUMAN_MADE)
+
+    @admin.action(description="Confirm AI-generated", permissions=["review"])
+    def confirm_ai_generated(self, request: HttpRequest, queryset) -> None:
+        self._decide(request, queryset, Detection.Decision.AI_GENERATED)
+
+    # --- extra views ----------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/review/",
+                wrap(require_POST(self.review_view)),
+                name="cms_plugin_detection_review",
+            ),
+            path(
+                "<int:pk>/thumbnail/",
+                wrap(self.thumbnail_view),
+                name="cms_plugin_detection_thumbnail",
+            ),
+            path("<int:pk>/heatmap/", wrap(self.heatmap_view), name="cms_plugin_detection_heatmap"),
+            *super().get_urls(),
+        ]
+
+    def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        detection = get_object_or_404(Detection, pk=pk)
+        decision = request.POST.get("decision", "")
+        note = request.POST.get("note", "").strip()[:2000]
+        try:
+            services.record_review(detection, request.user, decision, note)
+        except services.ReviewRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Detection #{pk} confirmed {Detection.Decision(decision).label}.",
+                messages.SUCCESS,
+            )
+        nxt = (
+            Detection.objects.filter(status=Detection.Status.NEEDS_REVIEW)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if nxt is not None and request.POST.get("next") == "queue":
+            return HttpResponseRedirect(reverse("admin:cms_plugin_detection_change", args=[nxt]))
+        return HttpResponseRedirect(reverse("admin:cms_plugin_detection_changelist"))
+
+    def thumbnail_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        detection = get_object_or_404(Detection, pk=pk)
+        return _image_response(_thumbnail_bytes(detection))
+
+    def heatmap_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        detection = get_object_or_404(Detection, pk=pk)
+        if not detection.heatmap:
+            return HttpResponse(status=404)
+        with detection.heatmap.open("rb") as fh:
+            return _image_response(fh.read(), "image/png")
+
+
+def _image_response(data: bytes | None, content_type: str = "image/jpeg") -> HttpResponse:
+    if data is None:
+        return HttpResponse(status=404)
+    response = HttpResponse(data, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _thumbnail_bytes(detection: Detection) -> bytes | None:
+    """A re-encoded JPEG thumbnail: the untrusted upload itself is never served."""
+    from detector_core import HumanmadeError
+
+    try:
+        data = services.read_image_bytes(detection)
+        from detector_core.intake import IntakeLimits, decode_image
+
+        image = decode_image(data, IntakeLimits(max_bytes=max(len(data), 1))).image
+    except (HumanmadeError, OSError):
+        return None
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import Detection
+
+ADVISORY = "The score is advisory: evidence for a human reviewer, never a verdict on its own."
+
+
+class DetectionSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="cms_plugin_api:detection-detail")
+    summary = serializers.CharField(read_only=True)
+    source = serializers.CharField(source="source_label", read_only=True)
+    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    heatmap_available = serializers.SerializerMethodField()
+    advisory = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Detection
+        fields = (
+            "id",
+            "url",
+            "status",
+            "error",
+            "probability",
+            "band",
+            "summary",
+            "model_version",
+            "sha256",
+            "source",
+            "source_url",
+            "evidence",
+            "heatmap_available",
+            "decision",
+            "note",
+            "reviewer",
+            "reviewed_at",
+            "created_at",
+            "scored_at",
+            "advisory",
+        )
+        read_only_fields = fields
+
+    def get_heatmap_available(self, obj: Detection) -> bool:
+        return bool(obj.heatmap)
+
+    def get_advisory(self, obj: Detection) -> str:
+        return ADVISORY
+
+
+class SubmitSerializer(serializers.Serializer):
+    """Either a multipart `file` or a `url` (JSON or form), not both."""
+
+    file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+    url = serializers.URLField(required=False, max_length=2048)
+
+    def validate(self, attrs: dict) -> dict:
+        has_file, has_url = attrs.get("file") is not None, bool(attrs.get("url"))
+        if has_file and has_url:
+            raise serializers.ValidationError("Give either an image file or a URL, not both.")
+        if not (has_file or has_url):
+            raise serializers.ValidationError("Send an image as multipart `file` or a `url`.")
+        if has_url and attrs["url"].split(":", 1)[0].lower() not in ("http", "https"):
+            raise serializers.ValidationError("Only http and https URLs can be fetched.")
+        return attrs
+
+
+class ReviewSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Detection.Decision.choices)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")

@@ -1,0 +1,149 @@
+"""`manage.py check` (and every start-up) reports a bad HUMANMADE setting before it bites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.db import models
+
+from .conf import DEFAULTS, SETTING_NAME, humanmade_settings
+
+ID = "cms_plugin"
+
+
+def _error(msg: str, n: int, hint: str | None = None) -> checks.Error:
+    return checks.Error(msg, hint=hint, id=f"{ID}.E{n:03d}")
+
+
+def _warning(msg: str, n: int, hint: str | None = None) -> checks.Warning:
+    return checks.Warning(msg, hint=hint, id=f"{ID}.W{n:03d}")
+
+
+@checks.register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    user = getattr(settings, SETTING_NAME, {})
+    if not isinstance(user, dict):
+        return [_error(f"{SETTING_NAME} must be a dict, not {type(user).__name__}.", 1)]
+    found: list[checks.CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        found.append(
+            _warning(
+                f"{SETTING_NAME} has unknown keys: {', '.join(unknown)}.",
+                1,
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+            )
+        )
+    conf = humanmade_settings.as_dict()
+    found += _check_watched(conf["WATCHED_FIELDS"])
+    found += _check_cutoffs(conf["CUTOFFS"])
+    for key in ("MAX_UPLOAD_BYTES", "TASK_SOFT_TIME_LIMIT", "TASK_TIME_LIMIT"):
+        value = conf[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            found.append(_error(f"{SETTING_NAME}['{key}'] must be a positive integer.", 4))
+    if not isinstance(conf["TASK_MAX_RETRIES"], int) or conf["TASK_MAX_RETRIES"] < 0:
+        found.append(_error(f"{SETTING_NAME}['TASK_MAX_RETRIES'] must be an integer >= 0.", 4))
+    for key in ("REVIEW_LIKELY_AI", "HEATMAP"):
+        if not isinstance(conf[key], bool):
+            found.append(_error(f"{SETTING_NAME}['{key}'] must be True or False.", 5))
+    if conf["IN_PROCESS"] not in (None, True, False):
+        found.append(_error(f"{SETTING_NAME}['IN_PROCESS'] must be None, True or False.", 5))
+    found += _check_allow_hosts(conf["URL_ALLOW_HOSTS"])
+    queue = conf["CELERY_QUEUE"]
+    if not isinstance(queue, str) or not queue.strip():
+        found.append(_error(f"{SETTING_NAME}['CELERY_QUEUE'] must be a non-empty string.", 7))
+    found += _check_weights(conf["WEIGHTS"])
+    found += _check_broker(conf["IN_PROCESS"])
+    return found
+
+
+def _check_watched(entries: Any) -> list[checks.CheckMessage]:
+    from .signals import parse_watched
+
+    if not isinstance(entries, list | tuple):
+        return [_error(f"{SETTING_NAME}['WATCHED_FIELDS'] must be a list of strings.", 2)]
+    found: list[checks.CheckMessage] = []
+    for entry in entries:
+        try:
+            app_label, model_name, field_name = parse_watched(entry)
+        except ValueError as exc:
+            found.append(_error(f"WATCHED_FIELDS: {exc}.", 2))
+            continue
+        try:
+            model = apps.get_model(app_label, model_name)
+        except LookupError:
+            found.append(_error(f"WATCHED_FIELDS: no model {app_label}.{model_name}.", 2))
+            continue
+        try:
+            field = model._meta.get_field(field_name)
+        except Exception:
+            found.append(_error(f"WATCHED_FIELDS: {model.__name__} has no field {field_name}.", 2))
+            continue
+        if not isinstance(field, models.FileField):
+            found.append(_error(f"WATCHED_FIELDS: {entry} is not a FileField or ImageField.", 2))
+    return found
+
+
+def _check_cutoffs(value: Any) -> list[checks.CheckMessage]:
+    from detector_core import BandCutoffs
+
+    try:
+        BandCutoffs(**value)
+    except (TypeError, ValueError) as exc:
+        return [
+            _error(
+                f"{SETTING_NAME}['CUTOFFS'] is invalid: {exc}.",
+                3,
+                hint='Use {"human": 0.20, "ai": 0.80} with 0 <= human < ai <= 1.',
+            )
+        ]
+    return []
+
+
+def _check_allow_hosts(value: Any) -> list[checks.CheckMessage]:
+    from detector_core.fetch import FetchPolicy
+
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        return [_error(f"{SETTING_NAME}['URL_ALLOW_HOSTS'] must be a list of host names.", 6)]
+    try:
+        FetchPolicy(allow_hosts=frozenset(value))
+    except (TypeError, ValueError, AttributeError) as exc:
+        return [_error(f"{SETTING_NAME}['URL_ALLOW_HOSTS'] is invalid: {exc}.", 6)]
+    return []
+
+
+def _check_weights(value: Any) -> list[checks.CheckMessage]:
+    from detector_core import Detector
+
+    try:
+        path = Detector(value).weights_path  # loads nothing
+    except TypeError:
+        return [_error(f"{SETTING_NAME}['WEIGHTS'] must be a path or None.", 9)]
+    if not path.is_file():
+        return [
+            _warning(
+                f"The model weights {path} do not exist; every scoring will fail.",
+                2,
+                hint="Set HUMANMADE['WEIGHTS'] or $HUMANMADE_WEIGHTS to a released file.",
+            )
+        ]
+    return []
+
+
+def _check_broker(in_process: Any) -> list[checks.CheckMessage]:
+    if in_process is not False:
+        return []
+    from celery import current_app
+
+    if not current_app.conf.broker_url:
+        return [
+            _error(
+                "HUMANMADE['IN_PROCESS'] is False but Celery has no broker configured.",
+                8,
+                hint="Set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0), or IN_PROCESS None.",
+            )
+        ]
+    return []

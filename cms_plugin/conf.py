@@ -1,0 +1,95 @@
+"""`settings.HUMANMADE`, merged with documented defaults: the only place that knows the names.
+
+    HUMANMADE = {
+        # "app_label.Model.field" of FileFields/ImageFields whose uploads are scored.
+        "WATCHED_FIELDS": ["newsroom.Photo.image"],
+        "CUTOFFS": {"human": 0.20, "ai": 0.80},   # band cut-offs
+        "REVIEW_LIKELY_AI": True,   # likely_ai goes to review too (uncertain always does)
+        "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,     # uploads and URL downloads
+        "URL_ALLOW_HOSTS": [],      # on-premise hosts/networks URLs may point at
+        "CELERY_QUEUE": "humanmade",  # so that a GPU worker can take the scoring
+        "WEIGHTS": None,            # None: $HUMANMADE_WEIGHTS, else the release in weights/
+    }
+
+Read values through `humanmade_settings` (attribute access, e.g.
+`humanmade_settings.CELERY_QUEUE`); it is rebuilt when a test overrides `HUMANMADE`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+SETTING_NAME = "HUMANMADE"
+
+DEFAULTS: dict[str, Any] = {
+    # Watched upload fields, "app_label.Model.field".
+    "WATCHED_FIELDS": [],
+    # Band cut-offs: below `human` is likely human, at or above `ai` likely AI.
+    "CUTOFFS": {"human": 0.20, "ai": 0.80},
+    # Whether likely_ai verdicts wait for a person too (uncertain ones always do).
+    "REVIEW_LIKELY_AI": True,
+    # Largest upload (and URL download) accepted, in bytes.
+    "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    # Host names, addresses or CIDR networks that URLs may point at although private.
+    "URL_ALLOW_HOSTS": [],
+    # Weights file; None: $HUMANMADE_WEIGHTS, else the release in weights/.
+    "WEIGHTS": None,
+    # Torch device for scoring: "cpu", "cuda", or "auto" (a GPU when there is one).
+    "DEVICE": "cpu",
+    # Compute and keep the patch heatmap shown to reviewers.
+    "HEATMAP": True,
+    # Celery: the queue scoring tasks go to, and their limits.
+    "CELERY_QUEUE": "humanmade",
+    "TASK_SOFT_TIME_LIMIT": 120,
+    "TASK_TIME_LIMIT": 180,
+    "TASK_MAX_RETRIES": 5,
+    # None: score in-process after commit when Celery has no broker configured, else queue.
+    # True: always in-process (the demo). False: always queue (production).
+    "IN_PROCESS": None,
+    # Storage folder (inside MEDIA_ROOT) for API uploads and heatmap overlays.
+    "UPLOAD_TO": "humanmade",
+    # DRF throttle rate for submitting images, per user ("60/hour", None: unlimited).
+    "API_SUBMIT_RATE": "120/hour",
+}
+
+
+class HumanmadeSettings:
+    """Attribute access to the merged settings; unknown names raise AttributeError."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> Any:
+        return getattr(settings, SETTING_NAME, {})
+
+    def as_dict(self) -> dict[str, Any]:
+        if self._cache is None:
+            user = self.user_settings
+            self._cache = {**DEFAULTS, **(user if isinstance(user, dict) else {})}
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown {SETTING_NAME} setting {name!r}")
+        return self.as_dict()[name]
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+humanmade_settings = HumanmadeSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        humanmade_settings.reload()
+        from . import services
+
+        services.forget_detector()
+
+
+setting_changed.connect(_reload, dispatch_uid="cms_plugin.conf.reload")

@@ -1,0 +1,150 @@
+"""What was scored, what the engine said, and what a person decided."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils import timezone
+
+REVIEW_PERMISSION = "cms_plugin.review_detection"
+
+
+def _upload_to(instance: Detection, filename: str) -> str:
+    from .conf import humanmade_settings
+
+    return f"{humanmade_settings.UPLOAD_TO}/uploads/{timezone.now():%Y/%m}/{filename}"
+
+
+def _heatmap_to(instance: Detection, filename: str) -> str:
+    from .conf import humanmade_settings
+
+    return f"{humanmade_settings.UPLOAD_TO}/heatmaps/{timezone.now():%Y/%m}/{filename}"
+
+
+class Detection(models.Model):
+    """One image to score: a watched object's file, a standalone upload, or a URL.
+
+    The same bytes are scored once: a second Detection of bytes already scored by the same
+    model version takes that result (`evidence["deduplicated_from"]`). The image file itself
+    is never modified or deleted.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SCORING = "scoring", "scoring"
+        SCORED = "scored", "scored"
+        NEEDS_REVIEW = "needs_review", "needs review"
+        REVIEWED = "reviewed", "reviewed"
+        FAILED = "failed", "failed"
+
+    class Band(models.TextChoices):
+        LIKELY_HUMAN = "likely_human", "likely human"
+        UNCERTAIN = "uncertain", "uncertain"
+        LIKELY_AI = "likely_ai", "likely AI"
+
+    class Decision(models.TextChoices):
+        HUMAN_MADE = "human_made", "human-made"
+        AI_GENERATED = "ai_generated", "AI-generated"
+
+    # What is scored: a watched object's file field ...
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    object_id = models.CharField(max_length=64, blank=True, db_index=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+    field_name = models.CharField(max_length=100, blank=True)
+    file_name = models.CharField(
+        max_length=500, blank=True, help_text="Storage name of the watched file when queued."
+    )
+    # ... or a standalone upload (API, score_upload), or a URL (fetched into `upload`).
+    upload = models.FileField(upload_to=_upload_to, max_length=500, blank=True)
+    source_url = models.URLField(max_length=2048, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    probability = models.FloatField(null=True, blank=True)
+    band = models.CharField(max_length=16, choices=Band.choices, blank=True, db_index=True)
+    model_version = models.CharField(max_length=100, blank=True, db_index=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    heatmap = models.FileField(upload_to=_heatmap_to, max_length=500, blank=True)
+
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True)
+    note = models.TextField(blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        permissions = [("review_detection", "Can decide whether a detection is human-made")]
+        indexes = [models.Index(fields=["content_type", "object_id", "field_name"])]
+
+    def __str__(self) -> str:
+        return f"Detection #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (
+            self.Status.SCORED,
+            self.Status.NEEDS_REVIEW,
+            self.Status.REVIEWED,
+            self.Status.FAILED,
+        )
+
+    @property
+    def can_be_reviewed(self) -> bool:
+        return self.status in (self.Status.SCORED, self.Status.NEEDS_REVIEW, self.Status.REVIEWED)
+
+    @property
+    def summary(self) -> str:
+        if self.probability is None:
+            return ""
+        return f"AI-generated: {round(self.probability * 100)}% ({self.get_band_display()})"
+
+    def source_label(self) -> str:
+        if self.content_type_id:
+            return f"{self.content_type.app_label}.{self.content_type.model}#{self.object_id}"
+        if self.source_url:
+            return self.source_url
+        return "upload"
+
+
+class Review(models.Model):
+    """Every decision a person made, oldest first (the Detection holds the latest)."""
+
+    detection = models.ForeignKey(Detection, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    decision = models.CharField(max_length=16, choices=Detection.Decision.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} by {self.reviewer} on {self.created_at:%Y-%m-%d}"

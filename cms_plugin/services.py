@@ -1,0 +1,354 @@
+"""The domain functions: queue an image, score a queued Detection, record a decision.
+
+Views, signals and the Celery task stay thin and call these. Only detector_core's public
+API is used; its `HumanmadeError` messages are written for people and shown as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from django.core.files.base import ContentFile
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from .conf import humanmade_settings
+from .models import Detection, Review
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.db.models import Model
+
+    from detector_core import Detector
+
+logger = logging.getLogger("cms_plugin")
+
+_FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+_OVERLAY_MAX_SIDE = 1024
+
+
+class TransientError(Exception):
+    """Scoring failed for a reason that may pass (storage, database, network, weights)."""
+
+
+class ReviewRefused(Exception):
+    """A decision cannot be recorded for this Detection in its current state."""
+
+
+# --- the detector -------------------------------------------------------------------------
+
+_detector: Detector | None = None
+_detector_lock = threading.Lock()
+
+
+def get_detector() -> Detector:
+    """One Detector per process, built from HUMANMADE; rebuilt when the setting changes."""
+    global _detector
+    if _detector is None:
+        with _detector_lock:
+            if _detector is None:
+                from detector_core import BandCutoffs, Detector
+                from detector_core.fetch import FetchPolicy
+                from detector_core.intake import IntakeLimits
+
+                conf = humanmade_settings
+                _detector = Detector(
+                    conf.WEIGHTS,
+                    cutoffs=BandCutoffs(**conf.CUTOFFS),
+                    limits=IntakeLimits(max_bytes=int(conf.MAX_UPLOAD_BYTES)),
+                    fetch_policy=FetchPolicy(
+                        max_bytes=int(conf.MAX_UPLOAD_BYTES),
+                        allow_hosts=frozenset(conf.URL_ALLOW_HOSTS),
+                    ),
+                    device=conf.DEVICE,
+                )
+    return _detector
+
+
+def forget_detector() -> None:
+    global _detector
+    with _detector_lock:
+        _detector = None
+
+
+# --- queueing -----------------------------------------------------------------------------
+
+
+def runs_in_process() -> bool:
+    """True when scoring runs in this process after commit instead of on a Celery worker."""
+    setting = humanmade_settings.IN_PROCESS
+    if setting is not None:
+        return bool(setting)
+    from celery import current_app
+
+    return not current_app.conf.broker_url
+
+
+def enqueue(detection_id: int) -> None:
+    """Queue scoring once the current transaction commits (never for a rolled-back save)."""
+    transaction.on_commit(lambda: dispatch(detection_id))
+
+
+def dispatch(detection_id: int) -> None:
+    from .tasks import score_detection
+
+    if runs_in_process():
+        score_detection.apply(args=[detection_id])
+        return
+    conf = humanmade_settings
+    score_detection.apply_async(
+        args=[detection_id],
+        queue=conf.CELERY_QUEUE,
+        soft_time_limit=conf.TASK_SOFT_TIME_LIMIT,
+        time_limit=conf.TASK_TIME_LIMIT,
+    )
+
+
+def queue_field(instance: Model, field_name: str) -> Detection | None:
+    """A Detection for a watched object's file field, unless that very file was queued."""
+    from django.contrib.contenttypes.models import ContentType
+
+    field_file = getattr(instance, field_name)
+    if not field_file or not field_file.name:
+        return None
+    content_type = ContentType.objects.get_for_model(instance)
+    last_name = (
+        Detection.objects.filter(
+            content_type=content_type, object_id=str(instance.pk), field_name=field_name
+        )
+        .order_by("-pk")
+        .values_list("file_name", flat=True)
+        .first()
+    )
+    if last_name == field_file.name:
+        return None  # saved again without a new file
+    detection = Detection.objects.create(
+        content_type=content_type,
+        object_id=str(instance.pk),
+        field_name=field_name,
+        file_name=field_file.name,
+    )
+    enqueue(detection.pk)
+    return detection
+
+
+def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detection:
+    """Queue an uploaded file (Django UploadedFile, any binary file object, or bytes).
+
+    For custom views: raises `detector_core.errors.ImageError` (message for people) when the
+    bytes are empty, too large or not a decodable image. The same user sending the same
+    bytes again gets their earlier Detection back. Scoring happens after commit.
+    """
+    from detector_core.intake import IntakeLimits, decode_image, read_bytes
+
+    limits = IntakeLimits(max_bytes=int(humanmade_settings.MAX_UPLOAD_BYTES))
+    data = read_bytes(file, limits)
+    decoded = decode_image(data, limits)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if user is not None and user.is_authenticated:
+        earlier = (
+            Detection.objects.filter(submitted_by=user, sha256=sha256, content_type=None)
+            .exclude(status=Detection.Status.FAILED)
+            .first()
+        )
+        if earlier is not None:
+            return earlier
+    detection = Detection(
+        sha256=sha256,
+        submitted_by=user if user is not None and user.is_authenticated else None,
+    )
+    suffix = _FORMAT_SUFFIX.get(decoded.format, ".img")
+    detection.upload.save(f"{sha256[:16]}{suffix}", ContentFile(data), save=False)
+    detection.save()
+    enqueue(detection.pk)
+    return detection
+
+
+def submit_url(url: str, *, user: AbstractBaseUser | None = None) -> Detection:
+    """Queue an http(s) URL; the worker fetches it safely (see detector_core.fetch)."""
+    detection = Detection.objects.create(
+        source_url=url,
+        submitted_by=user if user is not None and user.is_authenticated else None,
+    )
+    enqueue(detection.pk)
+    return detection
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+
+def run_detection(detection_id: int) -> str:
+    """Score one Detection; safe to call again for the same id (re-delivery).
+
+    Returns what happened ("missing", "already_done", or the final status). Raises
+    `TransientError` for failures worth retrying; every other engine error ends as `failed`
+    with the engine's message.
+    """
+    from detector_core import FetchError, HumanmadeError, WeightsError
+    from detector_core.errors import FetchTimeoutError, HTTPStatusError
+
+    with transaction.atomic():
+        detection = Detection.objects.select_for_update().filter(pk=detection_id).first()
+        if detection is None:
+            return "missing"
+        if detection.is_final:
+            return "already_done"
+        detection.status = Detection.Status.SCORING
+        detection.attempts += 1
+        detection.save(update_fields=["status", "attempts", "updated_at"])
+    try:
+        return _score(detection)
+    except (FetchTimeoutError, WeightsError, DatabaseError) as exc:
+        raise TransientError(str(exc)) from exc
+    except HTTPStatusError as exc:
+        if exc.status >= 500 or exc.status == 429:
+            raise TransientError(str(exc)) from exc
+        return mark_failed(detection_id, str(exc))
+    except (HumanmadeError, FetchError, FileNotFoundError) as exc:
+        return mark_failed(detection_id, _message(exc))
+    except OSError as exc:
+        raise TransientError(f"could not read the image: {exc}") from exc
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "The image file is gone from storage; it cannot be scored."
+    return str(exc)
+
+
+def mark_failed(detection_id: int, message: str) -> str:
+    Detection.objects.filter(pk=detection_id).exclude(
+        status__in=[Detection.Status.REVIEWED]
+    ).update(status=Detection.Status.FAILED, error=message[:2000], updated_at=timezone.now())
+    return Detection.Status.FAILED
+
+
+def read_image_bytes(detection: Detection) -> bytes:
+    """The stored bytes of the image (upload, fetched URL or watched file); OSError if none."""
+    from detector_core.intake import IntakeLimits, read_bytes
+
+    limits = IntakeLimits(max_bytes=int(humanmade_settings.MAX_UPLOAD_BYTES))
+    if detection.upload:
+        with detection.upload.open("rb") as fh:
+            return read_bytes(fh, limits)
+    if detection.content_type_id:
+        model = detection.content_type.model_class()
+        if model is None:
+            raise FileNotFoundError(detection.file_name)
+        storage = model._meta.get_field(detection.field_name).storage
+        with storage.open(detection.file_name, "rb") as fh:
+            return read_bytes(fh, limits)
+    raise FileNotFoundError("no stored image")
+
+
+def _read_image(detection: Detection) -> bytes:
+    from detector_core.fetch import fetch_url
+
+    if detection.source_url and not detection.upload:
+        data = fetch_url(detection.source_url, get_detector().fetch_policy).data
+        # Keep what was fetched, for reviewers and the export; the URL may change later.
+        name = hashlib.sha256(data).hexdigest()[:16] + ".img"
+        detection.upload.save(name, ContentFile(data), save=False)
+        Detection.objects.filter(pk=detection.pk).update(upload=detection.upload.name)
+        return data
+    return read_image_bytes(detection)
+
+
+def _score(detection: Detection) -> str:
+    data = _read_image(detection)
+    sha256 = hashlib.sha256(data).hexdigest()
+    detector = get_detector()
+    version = detector.model_version
+    earlier = (
+        Detection.objects.filter(sha256=sha256, model_version=version, probability__isnull=False)
+        .exclude(pk=detection.pk)
+        .order_by("pk")
+        .first()
+    )
+    if earlier is not None:
+        result = {
+            "probability": earlier.probability,
+            "band": earlier.band,
+            "model_version": earlier.model_version,
+            "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
+            "heatmap": earlier.heatmap.name,
+        }
+    else:
+        verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
+        evidence = verdict.to_dict()
+        evidence.pop("heatmap", None)
+        result = {
+            "probability": verdict.ai_probability,
+            "band": verdict.band.value,
+            "model_version": verdict.model_version,
+            "evidence": evidence,
+            "heatmap": _save_overlay(detection, data, verdict),
+        }
+    status = status_for_band(result["band"])
+    Detection.objects.filter(pk=detection.pk, status=Detection.Status.SCORING).update(
+        sha256=sha256,
+        status=status,
+        error="",
+        scored_at=timezone.now(),
+        updated_at=timezone.now(),
+        **result,
+    )
+    return status
+
+
+def status_for_band(band: str) -> str:
+    if band == Detection.Band.UNCERTAIN:
+        return Detection.Status.NEEDS_REVIEW
+    if band == Detection.Band.LIKELY_AI and humanmade_settings.REVIEW_LIKELY_AI:
+        return Detection.Status.NEEDS_REVIEW
+    return Detection.Status.SCORED
+
+
+def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:
+    """The heatmap drawn over the image, as a separate PNG (the original stays untouched)."""
+    if verdict.heatmap is None:
+        return ""
+    from detector_core.heatmap import render_overlay
+    from detector_core.intake import decode_image
+
+    image = decode_image(data, get_detector().limits).image
+    overlay = render_overlay(image, verdict.heatmap, verdict.summary())
+    overlay.thumbnail((_OVERLAY_MAX_SIDE, _OVERLAY_MAX_SIDE))
+    buf = io.BytesIO()
+    overlay.save(buf, format="PNG")
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.model_version}.png"
+    stored = Detection._meta.get_field("heatmap")
+    return stored.storage.save(
+        stored.generate_filename(detection, name), ContentFile(buf.getvalue())
+    )
+
+
+# --- human review -------------------------------------------------------------------------
+
+
+def record_review(
+    detection: Detection, reviewer: AbstractBaseUser, decision: str, note: str = ""
+) -> Detection:
+    """Record a person's decision (who and when); a later decision replaces the earlier."""
+    if decision not in Detection.Decision.values:
+        raise ReviewRefused(f"Unknown decision {decision!r}.")
+    with transaction.atomic():
+        detection = Detection.objects.select_for_update().get(pk=detection.pk)
+        if not detection.can_be_reviewed:
+            raise ReviewRefused(
+                f"Detection #{detection.pk} is {detection.get_status_display()}; only scored "
+                "images can be decided."
+            )
+        detection.status = Detection.Status.REVIEWED
+        detection.decision = decision
+        detection.note = note
+        detection.reviewer = reviewer
+        detection.reviewed_at = timezone.now()
+        detection.save()
+        Review.objects.create(detection=detection, reviewer=reviewer, decision=decision, note=note)
+    logger.info("detection %s decided %s by %s", detection.pk, decision, reviewer)
+    return detection

@@ -1,0 +1,58 @@
+"""The Celery task: thin, idempotent, late-acknowledged, retried with backoff.
+
+Queue name and time limits are given per call (see `services.dispatch`), so they follow
+`HUMANMADE`; a worker takes this queue with `celery -A <project> worker -Q humanmade`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from . import services
+from .conf import humanmade_settings
+
+logger = logging.getLogger("cms_plugin")
+
+BACKOFF_BASE_S = 10
+BACKOFF_MAX_S = 600
+
+
+def backoff(retries: int) -> int:
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**retries)
+
+
+@shared_task(
+    bind=True,
+    name="cms_plugin.score_detection",
+    acks_late=True,
+    max_retries=None,  # counted against HUMANMADE["TASK_MAX_RETRIES"] below
+    ignore_result=True,
+)
+def score_detection(self, detection_id: int) -> str:
+    """Score Detection `detection_id`; a re-delivered message finds it done and returns."""
+    try:
+        return services.run_detection(detection_id)
+    except services.TransientError as exc:
+        if self.request.retries >= int(humanmade_settings.TASK_MAX_RETRIES):
+            return services.mark_failed(
+                detection_id, f"Scoring kept failing and was given up: {exc}"
+            )
+        logger.warning("detection %s: transient failure, will retry: %s", detection_id, exc)
+        if self.request.is_eager:  # in-process: try again at once, no sleeping in a request
+            return score_detection.apply(
+                args=[detection_id], retries=self.request.retries + 1
+            ).get()
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    except SoftTimeLimitExceeded:
+        return services.mark_failed(
+            detection_id,
+            "Scoring took longer than the time limit "
+            f"({humanmade_settings.TASK_SOFT_TIME_LIMIT} s) and was stopped.",
+        )
+    except Exception:
+        logger.exception("detection %s: unexpected error while scoring", detection_id)
+        services.mark_failed(detection_id, "An internal error stopped the scoring (see logs).")
+        raise

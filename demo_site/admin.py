@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.contrib.contenttypes.models import ContentType
+
+from cms_plugin.models import Detection
+
+from .models import NewsPhoto
+
+
+@admin.register(NewsPhoto)
+class NewsPhotoAdmin(admin.ModelAdmin):
+    list_display = ("title", "credit", "created_at", "humanmade")
+    search_fields = ("title", "credit")
+
+    @admin.display(description="humanmade (advisory)")
+    def humanmade(self, obj: NewsPhoto) -> str:
+        detection = (
+            Detection.objects.filter(
+                content_type=ContentType.objects.get_for_model(NewsPhoto),
+                object_id=str(obj.pk),
+                field_name="image",
+            )
+            .order_by("-pk")
+            .first()
+        )
+        if detection is None:
+            return "–"
+        if detection.decision:
+            return f"{detection.get_decision_display()} (reviewed)"
+        return detection.summary or detection.get_status_display()

@@ -1,0 +1,1 @@
+"""Small helpers shared by the cogs: checks and cooldowns, image discovery, wording."""
