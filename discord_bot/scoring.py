@@ -57,12 +57,15 @@ class ScoreResult:
     band: Band
     model_version: str
     reasons: tuple[str, ...] = ()
+    # Provenance evidence read from the file, one line each: "[strong AI] ... (where)".
+    evidence: tuple[str, ...] = ()
     # The server's review flag in remote mode ("needs_review"); informational.
     needs_review: bool = False
 
     def summary(self) -> str:
         """'AI-generated: 87% (likely AI)', worded exactly like `Verdict.summary()`."""
-        return f"AI-generated: {round(self.ai_probability * 100)}% ({self.band.label})"
+        shown = min(99, max(1, round(self.ai_probability * 100)))
+        return f"AI-generated: {shown}% ({self.band.label})"
 
     @classmethod
     def from_verdict(cls, verdict: Verdict) -> ScoreResult:
@@ -71,6 +74,9 @@ class ScoreResult:
             band=verdict.band,
             model_version=verdict.model_version,
             reasons=tuple(verdict.reasons),
+            evidence=tuple(
+                f"[{e.strength.label}] {e.summary} ({e.where})" for e in verdict.evidence
+            ),
         )
 
     @classmethod
@@ -88,12 +94,17 @@ class ScoreResult:
             ) from None
         reasons = result.get("reasons") or ()
         evidence = result.get("evidence") or ()
-        summaries = [e.get("summary") for e in evidence if isinstance(e, Mapping)]
+        lines = [
+            f"[{e.get('strength', 'evidence')}] {e['summary']} ({e.get('where', '?')})"
+            for e in evidence
+            if isinstance(e, Mapping) and e.get("summary")
+        ]
         return cls(
             ai_probability=probability,
             band=band,
             model_version=str(result.get("model_version") or "unknown"),
-            reasons=tuple(str(r) for r in (*reasons, *summaries) if r),
+            reasons=tuple(str(r) for r in reasons if r),
+            evidence=tuple(lines),
             needs_review=body.get("status") == "needs_review",
         )
 

@@ -190,3 +190,19 @@ def test_demo_command_fails_clearly_without_weights(demo_settings, tmp_path):
     demo_settings.HUMANMADE = {"WEIGHTS": str(tmp_path / "absent.safetensors")}
     with pytest.raises(CommandError, match="Cannot load the model weights"):
         call_command("demo", "--no-serve", stdout=io.StringIO())
+
+
+def test_page_shows_provenance_evidence(client, demo_settings):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 96x64"
+    )
+    data = encode(make_image(96, 64), "PNG", pnginfo=info)
+    upload = SimpleUploadedFile("cat.png", data, "image/png")
+    response = client.post("/", {"file": upload})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "What the file says about its origin" in body
+    assert "parameters" in body and "likely AI" in body

@@ -102,7 +102,12 @@ async def test_remote_upload_polls_until_scored(api):
     finally:
         await scorer.close()
     assert result == ScoreResult(
-        0.91, Band.LIKELY_AI, "remote-7", ("C2PA manifest names an AI tool.",), False
+        0.91,
+        Band.LIKELY_AI,
+        "remote-7",
+        reasons=(),
+        evidence=("[evidence] C2PA manifest names an AI tool. (?)",),
+        needs_review=False,
     )
     assert result.summary() == "AI-generated: 91% (likely AI)"
     assert api.received == [{"file": PNG}]

@@ -40,6 +40,7 @@ def check_answer(results: Sequence[tuple[str, ScoreResult | HumanmadeError]]) ->
             continue
         lines = [result_line(outcome, label if several else None)]
         lines += [f"- {reason}" for reason in outcome.reasons[:MAX_REASONS]]
+        lines += [f"- {item}" for item in outcome.evidence[:MAX_REASONS]]
         blocks.append("\n".join(lines))
     blocks.append(f"-# {ADVISORY}")
     return _clip("\n\n".join(blocks))
@@ -75,6 +76,7 @@ def mod_log_text(
     for label, result in results:
         lines.append(f"- {result_line(result, label)}")
         lines += [f"  - {reason}" for reason in result.reasons[:MAX_REASONS]]
+        lines += [f"  - {item}" for item in result.evidence[:MAX_REASONS]]
     if held and message.content:
         lines.append("Original text:")
         lines.append(">>> " + discord.utils.escape_mentions(message.content[:1200]))
