@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import random
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .calibration import (
@@ -34,21 +36,102 @@ from .data import ManifestRow, default_dataset_dir, load_pixels, read_manifest
 from .detector import DEFAULT_MAX_TILES, image_logit
 from .metrics import roc_auc, roc_curve, tpr_at_fpr
 from .model import PatchModel
+from .tiling import MIN_SIDE
 from .verdict import Band, BandCutoffs
 from .weights import default_weights_path, load_weights
+
+_CPU = torch.device("cpu")
 
 
 def logits_for(
     model: PatchModel, arrays: Sequence[np.ndarray], tile_size: int, progress: bool = True
 ) -> np.ndarray:
     """Image logits exactly as the Detector computes them (native-resolution tiles)."""
-    device = torch.device("cpu")
     return np.array(
         [
-            image_logit(model, a, tile_size, DEFAULT_MAX_TILES, device)[0]
+            image_logit(model, a, tile_size, DEFAULT_MAX_TILES, _CPU)[0]
             for a in tqdm(arrays, desc="scoring", unit="img", disable=not progress)
         ]
     )
+
+
+def _jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
+    def apply(image: Image.Image) -> Image.Image:
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as out:
+            return out.convert("RGB")
+
+    return apply
+
+
+def _resize(factor: float) -> Callable[[Image.Image], Image.Image]:
+    def apply(image: Image.Image) -> Image.Image:
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        return image.resize(size, Image.Resampling.BICUBIC)
+
+    return apply
+
+
+def _centre_crop(image: Image.Image) -> Image.Image:
+    w, h = image.width // 2, image.height // 2
+    left, top = (image.width - w) // 2, (image.height - h) // 2
+    return image.crop((left, top, left + w, top + h))
+
+
+def _social(image: Image.Image) -> Image.Image:
+    # Platforms shrink to 1080 px on the long side (never enlarge), then re-encode.
+    scale = 1080 / max(image.size)
+    if scale < 1:
+        image = _resize(scale)(image)
+    return _jpeg(80)(image)
+
+
+ROBUSTNESS = {
+    "as given": lambda image: image,
+    "JPEG q95": _jpeg(95),
+    "JPEG q75": _jpeg(75),
+    "JPEG q50": _jpeg(50),
+    "resize 0.5×": _resize(0.5),
+    "resize 1.5×": _resize(1.5),
+    "centre crop (half of each side)": _centre_crop,
+    "social chain (≤1080 px, JPEG q80)": _social,
+}
+
+
+def robustness_report(
+    model: PatchModel,
+    calibration: Calibration,
+    rows: Sequence[ManifestRow],
+    arrays: Sequence[np.ndarray],
+    tile_size: int,
+    cutoffs: BandCutoffs,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """AUC and false-positive rate at `likely_ai` after each everyday transformation.
+
+    Images that end up smaller than the detector's minimum side are left out of that row.
+    """
+    out = {}
+    for name, transform in ROBUSTNESS.items():
+        keep, logits = [], []
+        for i, array in enumerate(tqdm(arrays, desc=name, unit="img", disable=not progress)):
+            pixels = np.asarray(transform(Image.fromarray(array)), dtype=np.uint8)
+            if min(pixels.shape[:2]) < MIN_SIDE:
+                continue
+            keep.append(i)
+            logits.append(image_logit(model, pixels, tile_size, DEFAULT_MAX_TILES, _CPU)[0])
+        targets = np.array([rows[i].target for i in keep])
+        probs = calibration.probability(np.array(logits))
+        human = targets == 0
+        out[name] = {
+            "n": len(keep),
+            "auc": roc_auc(targets, probs),
+            "likely_ai_rate_on_human": float(np.mean(probs[human] >= cutoffs.ai)),
+            "tpr_at_0.5": float(np.mean(probs[~human] >= 0.5)),
+        }
+    return out
 
 
 def sample_rows(rows: list[ManifestRow], n: int, seed: int = 0) -> list[ManifestRow]:
@@ -235,6 +318,20 @@ def write_plots(
     return [roc_path, _save(fig, out_dir / "reliability.png")]
 
 
+def write_robustness_plot(rows: dict[str, dict], out_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1))
+    ax.barh(names[::-1], [rows[n]["auc"] for n in names][::-1], color="#4a7ab0")
+    ax.axvline(rows[names[0]]["auc"], color="grey", linestyle="--", linewidth=0.8)
+    ax.set(xlim=(0.5, 1.0), xlabel="ROC AUC on val", title="Robustness to everyday edits")
+    return _save(fig, out_dir / "robustness.png")
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -250,8 +347,13 @@ def evaluate(
     sample: int = 0,
     cutoffs: BandCutoffs | None = None,
     progress: bool = True,
+    robustness: bool = False,
 ) -> tuple[dict, list[ManifestRow], np.ndarray]:
-    """Score a split with the given weights; returns (report, rows, probabilities)."""
+    """Score a split with the given weights; returns (report, rows, probabilities).
+
+    `robustness`: also score every image again after each transformation in `ROBUSTNESS`.
+    """
+    cutoffs = cutoffs or BandCutoffs()
     loaded = load_weights(weights or default_weights_path())
     data_dir = data_dir or default_dataset_dir()
     rows = sample_rows(read_manifest(data_dir, split), sample)
@@ -259,13 +361,17 @@ def evaluate(
         raise ValueError(f"split {split!r} has no rows in {data_dir}")
     arrays = load_pixels(data_dir, rows, progress=progress)
     logits = logits_for(loaded.model, arrays, loaded.tile_size, progress=progress)
-    report = build_report(rows, logits, loaded.calibration, cutoffs or BandCutoffs())
+    report = build_report(rows, logits, loaded.calibration, cutoffs)
     report |= {
         "split": split,
         "model_version": loaded.version,
         "weights_sha256": loaded.sha256,
         "sampled": bool(sample and sample < len(read_manifest(data_dir, split))),
     }
+    if robustness:
+        report["robustness"] = robustness_report(
+            loaded.model, loaded.calibration, rows, arrays, loaded.tile_size, cutoffs, progress
+        )
     return report, rows, loaded.calibration.probability(logits)
 
 
@@ -278,10 +384,17 @@ def main(argv: list[str] | None = None) -> int:
         "--sample", type=int, default=0, help="score a stratified sample of N images"
     )
     parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also score after JPEG q95/75/50, 0.5×/1.5× resize, centre crop, social chain",
+    )
     args = parser.parse_args(argv)
     if args.split == "train":
         print("note: 'train' figures say nothing about generalisation", file=sys.stderr)
-    report, rows, probs = evaluate(args.weights, args.data, args.split, args.sample)
+    report, rows, probs = evaluate(
+        args.weights, args.data, args.split, args.sample, robustness=args.robustness
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     plots = write_plots(rows, probs, args.out, f"{args.split} ({len(rows)} images)")
@@ -303,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  likely_ai band on human       {report['overall'].get('likely_ai_rate_on_human', 0):.4f}"
     )
+    if "robustness" in report:
+        print(f"  {'robustness':34s} {'n':>4} {'AUC':>6} {'human in likely_ai':>19}")
+        for name, row in report["robustness"].items():
+            print(
+                f"  {name:34s} {row['n']:>4} {row['auc']:>6.3f} "
+                f"{row['likely_ai_rate_on_human']:>19.3f}"
+            )
+        plots.append(write_robustness_plot(report["robustness"], args.out))
     print(f"wrote {args.out / 'report.json'}, " + ", ".join(str(p) for p in plots))
     return 0
 

@@ -26,6 +26,7 @@ from .calibration import fit_calibration
 from .data import (
     AugmentConfig,
     AugmentedImages,
+    ManifestRow,
     balanced_weights,
     default_dataset_dir,
     load_pixels,
@@ -115,6 +116,52 @@ def train_model(
     return model
 
 
+def add_aligned_fakes(
+    rows: list[ManifestRow],
+    arrays: list[np.ndarray],
+    count: int,
+    seed: int,
+    cache_dir: Path,
+) -> tuple[list[ManifestRow], list[np.ndarray]]:
+    """Add AI-decoded twins of `count` human train images, labelled AI.
+
+    Each twin has the same content as its original, so the label can only be learnt from
+    the decoder's pixels. Twins are cached (outside the repository) by the original's sha256;
+    a twin identical to its original (e.g. an all-black image) is dropped.
+    """
+    import hashlib
+
+    from .twins import TwinAutoencoder, make_twins
+
+    humans = [i for i, r in enumerate(rows) if r.label == "human"]
+    picked = random.Random(seed).sample(humans, min(count, len(humans)))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    keys = [hashlib.sha256(arrays[i].tobytes()).hexdigest()[:32] for i in picked]
+    missing = [
+        (i, k) for i, k in zip(picked, keys, strict=True) if not (cache_dir / f"{k}.npy").is_file()
+    ]
+    if missing:
+        model = TwinAutoencoder.from_dir()
+        torch.set_num_threads(TrainConfig.threads)
+        made = make_twins([arrays[i] for i, _ in missing], model)
+        for (_, key), twin in zip(missing, made, strict=True):
+            np.save(cache_dir / f"{key}.npy", twin)
+    out_rows, out_arrays = list(rows), list(arrays)
+    kept = 0
+    for i, key in zip(picked, keys, strict=True):
+        twin = np.load(cache_dir / f"{key}.npy")
+        if twin.shape != arrays[i].shape or np.array_equal(twin, arrays[i]):
+            continue
+        source = rows[i]
+        out_rows.append(
+            replace(source, label="ai", source_group="twins:taef2", generator="TAEF2 decoder twin")
+        )
+        out_arrays.append(twin)
+        kept += 1
+    print(f"aligned fakes: {kept} twins of human train images added as AI", flush=True)
+    return out_rows, out_arrays
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="humanmade train", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (manifest.csv)")
@@ -131,6 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=AugmentConfig.crop)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--p-jpeg", type=float, default=AugmentConfig.p_jpeg)
+    parser.add_argument(
+        "--twins",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add AI-decoded twins of N human train images (aligned fakes; needs the "
+        "autoencoders in ../shared/generators)",
+    )
+    parser.add_argument(
+        "--twins-cache",
+        type=Path,
+        default=Path.home() / ".cache" / "humanmade" / "twins",
+        help="where twins are cached between runs (outside the repository)",
+    )
     args = parser.parse_args(argv)
 
     base = TrainConfig()
@@ -155,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     train_arrays = load_pixels(data_dir, train_rows)
+    if args.twins:
+        train_rows, train_arrays = add_aligned_fakes(
+            train_rows, train_arrays, args.twins, cfg.seed, args.twins_cache
+        )
     model = train_model(
         train_arrays, [r.target for r in train_rows], balanced_weights(train_rows), cfg
     )
@@ -176,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         extra={
             "train_config": json.dumps(asdict(cfg), default=str),
             "train_counts": json.dumps(summarise(train_rows)),
+            "aligned_fakes": str(args.twins),
             "train_minutes": f"{train_minutes:.1f}",
             "calibrated_on": "val",
             "val_report": json.dumps(headline(report)),

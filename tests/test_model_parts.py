@@ -137,3 +137,59 @@ def test_evaluation_plots_are_written_as_png(tmp_path):
     for path in paths:
         with Image.open(path) as im:
             assert im.format == "PNG" and im.width > 200
+
+
+def test_aligned_fakes_are_labelled_ai_cached_and_identical_twins_dropped(tmp_path, monkeypatch):
+    from detector_core import twins
+    from detector_core.train import add_aligned_fakes
+
+    calls = []
+
+    def fake_twins(arrays, model):
+        calls.append(len(arrays))
+        # A black image comes back unchanged (as the real decoder does); others change.
+        return [a if not a.any() else (a // 2) for a in arrays]
+
+    monkeypatch.setattr(twins.TwinAutoencoder, "from_dir", classmethod(lambda cls: object()))
+    monkeypatch.setattr(twins, "make_twins", fake_twins)
+    rows = [_row("human", "h1"), _row("human", "h2"), _row("ai", "a1")]
+    arrays = [
+        np.full((40, 40, 3), 200, np.uint8),
+        np.zeros((40, 40, 3), np.uint8),
+        np.full((40, 40, 3), 9, np.uint8),
+    ]
+    out_rows, out_arrays = add_aligned_fakes(rows, arrays, 5, seed=0, cache_dir=tmp_path)
+    assert calls == [2]
+    assert len(out_rows) == 4  # the black image's twin equals it and is dropped
+    assert out_rows[-1].label == "ai" and out_rows[-1].source_group == "twins:taef2"
+    assert (out_arrays[-1] == 100).all()
+    add_aligned_fakes(rows, arrays, 5, seed=0, cache_dir=tmp_path)
+    assert calls == [2]  # second run reads the cache
+
+
+def test_robustness_transforms_keep_images_usable():
+    from detector_core.evaluate import ROBUSTNESS
+
+    image = make_image(256, 200, seed=3)
+    sizes = {name: fn(image).size for name, fn in ROBUSTNESS.items()}
+    assert sizes["as given"] == (256, 200)
+    assert sizes["resize 0.5×"] == (128, 100) and sizes["resize 1.5×"] == (384, 300)
+    assert sizes["centre crop (half of each side)"] == (128, 100)
+    assert sizes["social chain (≤1080 px, JPEG q80)"] == (256, 200)  # never enlarged
+    for name, fn in ROBUSTNESS.items():
+        assert fn(image).mode == "RGB", name
+
+
+def test_robustness_report_on_a_tiny_model(tiny_weights):
+    from detector_core.evaluate import robustness_report
+    from detector_core.weights import load_weights
+
+    loaded = load_weights(tiny_weights)
+    rows = [_row("ai" if i % 2 else "human", f"s{i}") for i in range(6)]
+    arrays = [np.asarray(make_image(64, 48 if i % 3 else 80, seed=i)) for i in range(6)]
+    report = robustness_report(
+        loaded.model, loaded.calibration, rows, arrays, 64, BandCutoffs(), progress=False
+    )
+    assert report["as given"]["n"] == 6
+    assert report["resize 0.5×"]["n"] == 2  # 32×24 is below the minimum side and left out
+    assert all(0.0 <= r["auc"] <= 1.0 for r in report.values() if r["n"] and not np.isnan(r["auc"]))
