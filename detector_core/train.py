@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="add AI-decoded twins of N human train images (aligned fakes; needs the "
-        "autoencoders in ../shared/generators)",
+        "autoencoders in ../shared/generators). The release was trained without (see its card)",
     )
     parser.add_argument(
         "--twins-cache",
