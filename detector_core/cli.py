@@ -54,6 +54,7 @@ PASSTHROUGH = {
     "train": ("detector_core.train", "train a model and write weights with a model card"),
     "evaluate": ("detector_core.evaluate", "evaluate weights on a dataset split"),
     "benchmark": ("detector_core.benchmark", "benchmark the detector"),
+    "loso": ("detector_core.loso", "leave-one-generator-family-out report"),
 }
 
 

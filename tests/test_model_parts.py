@@ -193,3 +193,22 @@ def test_robustness_report_on_a_tiny_model(tiny_weights):
     assert report["as given"]["n"] == 6
     assert report["resize 0.5×"]["n"] == 2  # 32×24 is below the minimum side and left out
     assert all(0.0 <= r["auc"] <= 1.0 for r in report.values() if r["n"] and not np.isnan(r["auc"]))
+
+
+@pytest.mark.parametrize(
+    ("generator", "family"),
+    [
+        ("Midjourney (early 2023, ~v4/v5) [lowstep setting]", "Midjourney"),
+        ("DALL-E 2", "OpenAI (DALL-E 2, GLIDE)"),
+        ("GLIDE (OpenAI)", "OpenAI (DALL-E 2, GLIDE)"),
+        ("AttnGAN (GAN)", "GAN (AttnGAN)"),
+        ("Gemini 2.5 Flash Image (nano-banana), generation/edit output", "Gemini"),
+        ("FLUX.1 schnell (Q4 GGUF)", "FLUX"),
+        ('Stable Diffusion XL beta (DreamStudio "SDXL 2.2")', "SDXL"),
+        ("Stable Diffusion v1.5", None),
+    ],
+)
+def test_generator_families_for_leave_one_out(generator, family):
+    from detector_core.loso import family_of
+
+    assert family_of(generator) == family
