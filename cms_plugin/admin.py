@@ -91,22 +91,8 @@ class DetectionAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = (
-        "summary",
-        "status",
-        "error",
-        "model_version",
-        "decision",
-        "reviewer",
-        "reviewed_at",
-        "note",
-        "source",
-        "sha256",
-        "created_at",
-        "scored_at",
-        "attempts",
-        "evidence_json",
-    )
+    # Everything shown is read-only: scores come from the engine, decisions from the actions.
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
     # --- permissions: scores are written by the engine, decisions by reviewers -----------
 

@@ -148,6 +148,7 @@ class Detector:
         started = time.perf_counter()
         fetched = fetch_url(url, self.fetch_policy or FetchPolicy())
         decoded = decode_image(fetched.data, self.limits)
+        _check_size(decoded)
         return self._score_decoded([(decoded, fetched.data)], started, heatmap)[0]
 
     def score_many(
@@ -198,8 +199,6 @@ class Detector:
         heatmap: bool = False,
     ) -> list[Verdict]:
         images = [image for image, _ in decoded]
-        for image in images:
-            _check_size(image)
         loaded = self.loaded
         # Job 0 of each image is the image itself; the rest are its stability variants.
         jobs: list[tuple[int, str, np.ndarray, list[Tile]]] = []
