@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, F, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -36,6 +36,24 @@ class ReviewActionForm(ActionForm):
     )
 
 
+class BandChangedFilter(admin.SimpleListFilter):
+    """Re-scored images whose band moved (yes) or stayed (no) with the new model."""
+
+    title = "band changed by re-score"
+    parameter_name = "band_changed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "yes"), ("no", "no (re-scored, same band)")]
+
+    def queryset(self, request: HttpRequest, queryset):
+        rescored = queryset.filter(rescored_at__isnull=False).exclude(previous_band="")
+        if self.value() == "yes":
+            return rescored.exclude(previous_band=F("band"))
+        if self.value() == "no":
+            return rescored.filter(previous_band=F("band"))
+        return queryset
+
+
 class ReviewInline(admin.TabularInline):
     model = Review
     extra = 0
@@ -59,6 +77,7 @@ class DetectionAdmin(admin.ModelAdmin):
         "thumbnail",
         "probability_bar",
         "band",
+        "band_change",
         "status",
         "decision",
         "model_version",
@@ -66,7 +85,7 @@ class DetectionAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_display_links = ("id", "thumbnail")
-    list_filter = ("status", "band", "model_version", "created_at", "decision")
+    list_filter = ("status", "band", BandChangedFilter, "model_version", "created_at", "decision")
     list_per_page = 50
     search_fields = ("sha256", "source_url", "note")
     action_form = ReviewActionForm
@@ -77,6 +96,17 @@ class DetectionAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Result (advisory)", {"fields": ("summary", "status", "error", "model_version")}),
         ("Human review", {"fields": ("decision", "reviewer", "reviewed_at", "note")}),
+        (
+            "Before the last re-score",
+            {
+                "fields": (
+                    "previous_band",
+                    "previous_probability",
+                    "previous_model_version",
+                    "rescored_at",
+                )
+            },
+        ),
         (
             "Image",
             {
@@ -166,6 +196,12 @@ class DetectionAdmin(admin.ModelAdmin):
             percent,
             percent,
         )
+
+    @admin.display(description="re-score")
+    def band_change(self, obj: Detection) -> str:
+        if obj.band_changed:
+            return obj.band_change
+        return "same band" if obj.rescored_at else ""
 
     @admin.display(description="source")
     def source(self, obj: Detection) -> str:

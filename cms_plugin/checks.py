@@ -7,6 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from .conf import DEFAULTS, SETTING_NAME, humanmade_settings
@@ -46,7 +47,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             found.append(_error(f"{SETTING_NAME}['{key}'] must be a positive integer.", 4))
     if not isinstance(conf["TASK_MAX_RETRIES"], int) or conf["TASK_MAX_RETRIES"] < 0:
         found.append(_error(f"{SETTING_NAME}['TASK_MAX_RETRIES'] must be an integer >= 0.", 4))
-    for key in ("REVIEW_LIKELY_AI", "HEATMAP"):
+    for key in ("REVIEW_LIKELY_AI", "HEATMAP", "COLLECT_CONFIDENT"):
         if not isinstance(conf[key], bool):
             found.append(_error(f"{SETTING_NAME}['{key}'] must be True or False.", 5))
     if conf["IN_PROCESS"] not in (None, True, False):
@@ -56,6 +57,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if not isinstance(queue, str) or not queue.strip():
         found.append(_error(f"{SETTING_NAME}['CELERY_QUEUE'] must be a non-empty string.", 7))
     found += _check_weights(conf["WEIGHTS"])
+    found += _check_export_fields(conf["EXPORT_FIELDS"], conf["WATCHED_FIELDS"])
     found += _check_broker(conf["IN_PROCESS"])
     return found
 
@@ -90,6 +92,8 @@ def _check_watched(entries: Any) -> list[checks.CheckMessage]:
 def _check_cutoffs(value: Any) -> list[checks.CheckMessage]:
     from detector_core import BandCutoffs
 
+    if value is None:  # the cut-offs shipped with the weights
+        return []
     try:
         BandCutoffs(**value)
     except (TypeError, ValueError) as exc:
@@ -97,10 +101,49 @@ def _check_cutoffs(value: Any) -> list[checks.CheckMessage]:
             _error(
                 f"{SETTING_NAME}['CUTOFFS'] is invalid: {exc}.",
                 3,
-                hint='Use {"human": 0.20, "ai": 0.80} with 0 <= human < ai <= 1.',
+                hint='Use None (the weights\' cut-offs) or {"human": 0.20, "ai": 0.80} '
+                "with 0 <= human < ai <= 1.",
             )
         ]
     return []
+
+
+def _check_export_fields(entries: Any, watched: Any) -> list[checks.CheckMessage]:
+    from .export import API_SOURCE
+    from .signals import parse_watched
+
+    if isinstance(entries, str) or not isinstance(entries, list | tuple):
+        return [
+            _error(
+                f"{SETTING_NAME}['EXPORT_FIELDS'] must be a list of strings.",
+                10,
+                hint='e.g. ["newsroom.Photo.image", "api"]; "api" covers API and URL uploads.',
+            )
+        ]
+    watched_set = set(watched) if isinstance(watched, list | tuple) else set()
+    found: list[checks.CheckMessage] = []
+    for entry in entries:
+        if entry == API_SOURCE:
+            continue
+        try:
+            app_label, model_name, field_name = parse_watched(entry)
+            apps.get_model(app_label, model_name)._meta.get_field(field_name)
+        except ValueError as exc:
+            found.append(_error(f"EXPORT_FIELDS: {exc} (nor the token {API_SOURCE!r}).", 10))
+            continue
+        except (LookupError, FieldDoesNotExist):
+            found.append(_error(f"EXPORT_FIELDS: no field {entry}.", 10))
+            continue
+        if entry not in watched_set:
+            found.append(
+                _warning(
+                    f"EXPORT_FIELDS names {entry}, which is not in WATCHED_FIELDS.",
+                    3,
+                    hint="Only watched fields are scored; check the spelling, or add it to "
+                    "WATCHED_FIELDS.",
+                )
+            )
+    return found
 
 
 def _check_allow_hosts(value: Any) -> list[checks.CheckMessage]:

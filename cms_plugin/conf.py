@@ -3,12 +3,15 @@
     HUMANMADE = {
         # "app_label.Model.field" of FileFields/ImageFields whose uploads are scored.
         "WATCHED_FIELDS": ["newsroom.Photo.image"],
-        "CUTOFFS": {"human": 0.20, "ai": 0.80},   # band cut-offs
+        "CUTOFFS": None,            # band cut-offs; None: those shipped with the weights
         "REVIEW_LIKELY_AI": True,   # likely_ai goes to review too (uncertain always does)
         "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,     # uploads and URL downloads
         "URL_ALLOW_HOSTS": [],      # on-premise hosts/networks URLs may point at
         "CELERY_QUEUE": "humanmade",  # so that a GPU worker can take the scoring
         "WEIGHTS": None,            # None: $HUMANMADE_WEIGHTS, else the release in weights/
+        # The feedback loop (manage.py humanmade_export):
+        "EXPORT_FIELDS": ["newsroom.Photo.image", "api"],  # what may leave the site
+        "COLLECT_CONFIDENT": False,  # also export unreviewed scores <= 0.20 or >= 0.80
     }
 
 Read values through `humanmade_settings` (attribute access, e.g.
@@ -27,8 +30,9 @@ SETTING_NAME = "HUMANMADE"
 DEFAULTS: dict[str, Any] = {
     # Watched upload fields, "app_label.Model.field".
     "WATCHED_FIELDS": [],
-    # Band cut-offs: below `human` is likely human, at or above `ai` likely AI.
-    "CUTOFFS": {"human": 0.20, "ai": 0.80},
+    # Band cut-offs: below `human` is likely human, at or above `ai` likely AI. None: the
+    # cut-offs shipped with the weights (they go with the weights' calibration).
+    "CUTOFFS": None,
     # Whether likely_ai verdicts wait for a person too (uncertain ones always do).
     "REVIEW_LIKELY_AI": True,
     # Largest upload (and URL download) accepted, in bytes.
@@ -53,6 +57,13 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_TO": "humanmade",
     # DRF throttle rate for submitting images, per user ("60/hour", None: unlimited).
     "API_SUBMIT_RATE": "120/hour",
+    # Privacy: the sources whose images `humanmade_export` may write out, as watched fields
+    # ("app_label.Model.field") plus "api" for images sent through the REST API or by URL.
+    # Empty: nothing may leave the site, and the export refuses to run.
+    "EXPORT_FIELDS": [],
+    # Export also unreviewed, stable scores at or beyond the confident cut-offs (<= 0.20:
+    # human, >= 0.80: ai) as label_origin "confident_score"; reviewers' decisions always win.
+    "COLLECT_CONFIDENT": False,
 }
 
 

@@ -81,6 +81,11 @@ class Detection(models.Model):
     model_version = models.CharField(max_length=100, blank=True, db_index=True)
     evidence = models.JSONField(default=dict, blank=True)
     heatmap = models.FileField(upload_to=_heatmap_to, max_length=500, blank=True)
+    # The verdict a re-score with a newer model replaced (manage.py humanmade_rescore).
+    previous_probability = models.FloatField(null=True, blank=True)
+    previous_band = models.CharField(max_length=16, choices=Band.choices, blank=True)
+    previous_model_version = models.CharField(max_length=100, blank=True)
+    rescored_at = models.DateTimeField(null=True, blank=True)
 
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -124,12 +129,32 @@ class Detection(models.Model):
             return ""
         return f"AI-generated: {round(self.probability * 100)}% ({self.get_band_display()})"
 
+    @property
+    def band_changed(self) -> bool:
+        """True when a re-score with a newer model moved the verdict to another band."""
+        return bool(self.rescored_at and self.previous_band and self.previous_band != self.band)
+
+    @property
+    def band_change(self) -> str:
+        """'uncertain → likely AI' for a re-score that changed the band, else ''."""
+        if not self.band_changed:
+            return ""
+        return f"{band_label(self.previous_band)} → {band_label(self.band)}"
+
     def source_label(self) -> str:
         if self.content_type_id:
             return f"{self.content_type.app_label}.{self.content_type.model}#{self.object_id}"
         if self.source_url:
             return self.source_url
         return "upload"
+
+
+def band_label(band: str) -> str:
+    """'likely_ai' -> 'likely AI'; an unknown value as it is."""
+    try:
+        return str(Detection.Band(band).label)
+    except ValueError:
+        return band or "none"
 
 
 class Review(models.Model):

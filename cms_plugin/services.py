@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from .conf import humanmade_settings
@@ -58,7 +59,8 @@ def get_detector() -> Detector:
                 conf = humanmade_settings
                 _detector = Detector(
                     conf.WEIGHTS,
-                    cutoffs=BandCutoffs(**conf.CUTOFFS),
+                    # None: the cut-offs shipped with the weights, made for their calibration.
+                    cutoffs=None if conf.CUTOFFS is None else BandCutoffs(**conf.CUTOFFS),
                     limits=IntakeLimits(max_bytes=int(conf.MAX_UPLOAD_BYTES)),
                     fetch_policy=FetchPolicy(
                         max_bytes=int(conf.MAX_UPLOAD_BYTES),
@@ -96,16 +98,30 @@ def enqueue(detection_id: int) -> None:
 def dispatch(detection_id: int) -> None:
     from .tasks import score_detection
 
+    _send(score_detection, detection_id)
+
+
+def dispatch_rescore(detection_id: int) -> str | None:
+    """Re-score with the current model: in-process (returns the outcome) or queued (None)."""
+    from .tasks import rescore_detection
+
+    return _send(rescore_detection, detection_id)
+
+
+def _send(task: Any, detection_id: int) -> str | None:
     if runs_in_process():
-        score_detection.apply(args=[detection_id])
-        return
+        result = task.apply(args=[detection_id])
+        if result.successful():
+            return result.result
+        return f"failed: {result.result}"
     conf = humanmade_settings
-    score_detection.apply_async(
+    task.apply_async(
         args=[detection_id],
         queue=conf.CELERY_QUEUE,
         soft_time_limit=conf.TASK_SOFT_TIME_LIMIT,
         time_limit=conf.TASK_TIME_LIMIT,
     )
+    return None
 
 
 def queue_field(instance: Model, field_name: str) -> Detection | None:
@@ -260,34 +276,7 @@ def _read_image(detection: Detection) -> bytes:
 
 def _score(detection: Detection) -> str:
     data = _read_image(detection)
-    sha256 = hashlib.sha256(data).hexdigest()
-    detector = get_detector()
-    version = detector.model_version
-    earlier = (
-        Detection.objects.filter(sha256=sha256, model_version=version, probability__isnull=False)
-        .exclude(pk=detection.pk)
-        .order_by("pk")
-        .first()
-    )
-    if earlier is not None:
-        result = {
-            "probability": earlier.probability,
-            "band": earlier.band,
-            "model_version": earlier.model_version,
-            "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
-            "heatmap": earlier.heatmap.name,
-        }
-    else:
-        verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
-        evidence = verdict.to_dict()
-        evidence.pop("heatmap", None)
-        result = {
-            "probability": verdict.ai_probability,
-            "band": verdict.band.value,
-            "model_version": verdict.model_version,
-            "evidence": evidence,
-            "heatmap": _save_overlay(detection, data, verdict),
-        }
+    sha256, result = _verdict_for(detection, data)
     status = status_for_band(result["band"])
     Detection.objects.filter(pk=detection.pk, status=Detection.Status.SCORING).update(
         sha256=sha256,
@@ -298,6 +287,105 @@ def _score(detection: Detection) -> str:
         **result,
     )
     return status
+
+
+def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]]:
+    """(sha256, the verdict's fields) from the current model; the same bytes are scored once
+    per model version: an earlier Detection's result is taken when there is one."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    detector = get_detector()
+    version = detector.model_version
+    earlier = (
+        Detection.objects.filter(sha256=sha256, model_version=version, probability__isnull=False)
+        .exclude(pk=detection.pk)
+        .order_by("pk")
+        .first()
+    )
+    if earlier is not None:
+        return sha256, {
+            "probability": earlier.probability,
+            "band": earlier.band,
+            "model_version": earlier.model_version,
+            "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
+            "heatmap": earlier.heatmap.name,
+        }
+    verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
+    evidence = verdict.to_dict()
+    evidence.pop("heatmap", None)
+    return sha256, {
+        "probability": verdict.ai_probability,
+        "band": verdict.band.value,
+        "model_version": verdict.model_version,
+        "evidence": evidence,
+        "heatmap": _save_overlay(detection, data, verdict),
+    }
+
+
+# --- re-scoring with a new model ----------------------------------------------------------
+
+
+def rescore_detection(detection_id: int) -> str:
+    """Score a scored Detection again with the current model; safe to repeat or resume.
+
+    Returns "missing", "not_scored" (never scored: its first scoring is still to come),
+    "already_current" (scored by the current model already), "rescored", or
+    "failed: <why>" when the image cannot be read or decoded, in which case the old verdict
+    stays exactly as it was. The old probability, band and model version move to
+    `previous_*`. A person's decision is final: a reviewed Detection keeps its status and
+    decision; any other takes the status of its new band, so a verdict that moved into
+    uncertain (or likely AI) waits in the review queue. Raises `TransientError` for
+    failures worth retrying (storage, database, weights).
+    """
+    from detector_core import HumanmadeError, WeightsError
+
+    detection = Detection.objects.filter(pk=detection_id).first()
+    if detection is None:
+        return "missing"
+    if detection.probability is None:
+        return "not_scored"
+    try:
+        if detection.model_version == get_detector().model_version:
+            return "already_current"
+        data = read_image_bytes(detection)
+        sha256, result = _verdict_for(detection, data)
+    except (WeightsError, DatabaseError) as exc:
+        raise TransientError(str(exc)) from exc
+    except (HumanmadeError, FileNotFoundError) as exc:
+        message = _message(exc)
+        logger.warning("detection %s: not re-scored, old verdict kept: %s", detection_id, message)
+        return f"failed: {message}"
+    except OSError as exc:
+        raise TransientError(f"could not read the image: {exc}") from exc
+    now = timezone.now()
+    # Conditional on the verdict read above, so that a concurrent re-score (a re-delivered
+    # message) cannot move the new verdict into previous_*; and decided in the database, so
+    # that a decision recorded meanwhile stays final.
+    moved = Detection.objects.filter(
+        pk=detection.pk, model_version=detection.model_version, probability=detection.probability
+    ).update(
+        previous_probability=detection.probability,
+        previous_band=detection.band,
+        previous_model_version=detection.model_version,
+        rescored_at=now,
+        sha256=sha256,
+        status=Case(
+            When(status=Detection.Status.REVIEWED, then=Value(Detection.Status.REVIEWED)),
+            default=Value(status_for_band(result["band"])),
+        ),
+        updated_at=now,
+        **result,
+    )
+    if not moved:
+        return "already_current"
+    logger.info(
+        "detection %s re-scored: %s %s -> %s %s",
+        detection_id,
+        detection.model_version,
+        detection.band,
+        result["model_version"],
+        result["band"],
+    )
+    return "rescored"
 
 
 def status_for_band(band: str) -> str:

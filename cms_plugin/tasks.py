@@ -1,4 +1,4 @@
-"""The Celery task: thin, idempotent, late-acknowledged, retried with backoff.
+"""The Celery tasks: thin, idempotent, late-acknowledged, retried with backoff.
 
 Queue name and time limits are given per call (see `services.dispatch`), so they follow
 `HUMANMADE`; a worker takes this queue with `celery -A <project> worker -Q humanmade`.
@@ -55,4 +55,42 @@ def score_detection(self, detection_id: int) -> str:
     except Exception:
         logger.exception("detection %s: unexpected error while scoring", detection_id)
         services.mark_failed(detection_id, "An internal error stopped the scoring (see logs).")
+        raise
+
+
+@shared_task(
+    bind=True,
+    name="cms_plugin.rescore_detection",
+    acks_late=True,
+    max_retries=None,  # counted against HUMANMADE["TASK_MAX_RETRIES"] below
+    ignore_result=True,
+)
+def rescore_detection(self, detection_id: int) -> str:
+    """Re-score Detection `detection_id` with the current model (`humanmade_rescore`).
+
+    Idempotent: a re-delivered message finds it at the current version and returns. A
+    failure never touches the old verdict; the next `humanmade_rescore` run tries again.
+    """
+    try:
+        return services.rescore_detection(detection_id)
+    except services.TransientError as exc:
+        if self.request.retries >= int(humanmade_settings.TASK_MAX_RETRIES):
+            message = f"failed: re-scoring kept failing and was given up: {exc}"
+            logger.warning("detection %s: %s", detection_id, message)
+            return message
+        logger.warning("detection %s: transient failure, will retry: %s", detection_id, exc)
+        if self.request.is_eager:
+            return rescore_detection.apply(
+                args=[detection_id], retries=self.request.retries + 1
+            ).get()
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    except SoftTimeLimitExceeded:
+        message = (
+            "failed: re-scoring took longer than the time limit "
+            f"({humanmade_settings.TASK_SOFT_TIME_LIMIT} s); the old verdict is kept"
+        )
+        logger.warning("detection %s: %s", detection_id, message)
+        return message
+    except Exception:
+        logger.exception("detection %s: unexpected error while re-scoring", detection_id)
         raise

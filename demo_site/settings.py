@@ -156,6 +156,8 @@ HUMANMADE = {
     "WEIGHTS": None,
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
     "WATCHED_FIELDS": ["demo_site.NewsPhoto.image"],
+    # The demo's own uploads may be exported for retraining (manage.py humanmade_export).
+    "EXPORT_FIELDS": ["demo_site.NewsPhoto.image", "api"],
     "CELERY_QUEUE": os.environ.get("HUMANMADE_CELERY_QUEUE") or "humanmade",
 }
 

@@ -73,7 +73,6 @@ def index(request: HttpRequest) -> HttpResponse:
     detector = get_detector()
     context: dict[str, object] = {
         "max_upload": human_bytes(max_upload_bytes()),
-        "cutoffs": detector.cutoffs,
         "url": "",
     }
     if request.method == "GET":
@@ -87,6 +86,9 @@ def index(request: HttpRequest) -> HttpResponse:
         context["error_is_ours"] = status == 503
         return render(request, TEMPLATE, context, status=status)
     context["verdict"] = verdict
+    # Read after scoring: with no cut-offs configured they come from the weights, which
+    # may be missing (a 503 above, not a crash here).
+    context["cutoffs"] = detector.cutoffs
     context["percent"] = f"{verdict.ai_probability * 100:.1f}"
     context["band_class"] = {
         Band.LIKELY_HUMAN: "human",

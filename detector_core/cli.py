@@ -55,6 +55,9 @@ PASSTHROUGH = {
     "evaluate": ("detector_core.evaluate", "evaluate weights on a dataset split"),
     "benchmark": ("detector_core.benchmark", "benchmark the detector"),
     "loso": ("detector_core.loso", "leave-one-generator-family-out report"),
+    "calibrate": ("detector_core.calibrate", "refit calibration on reviewed images from a site"),
+    "gate": ("detector_core.gate", "compare a candidate model with the current one"),
+    "release": ("detector_core.release", "gate a candidate and write it with its model card"),
 }
 
 
@@ -512,11 +515,23 @@ def _model_info(path: Path) -> dict[str, Any]:
         },
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "architecture": loaded.model.config.backbone,
+        "cutoffs": {"human": loaded.cutoffs.human, "ai": loaded.cutoffs.ai},
         "calibrated_on": meta.get("calibrated_on"),
+        "parent_version": meta.get("parent_version"),
+        "parent_sha256": meta.get("parent_sha256"),
+        "released_at": meta.get("released_at"),
+        "train_counts": _json_or_none(meta.get("train_counts")),
         "train_minutes": meta.get("train_minutes"),
         "val_report": val_report,
         **({"val_report_error": val_error} if val_error else {}),
     }
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _fmt(value: Any) -> str:
@@ -557,8 +572,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"
         + (f" (fitted on {info['calibrated_on']})" if info["calibrated_on"] else ""),
     ]
+    cut = info["cutoffs"]
+    lines.append(
+        f"bands:        likely human below {cut['human']:.3f}, likely AI from {cut['ai']:.3f}"
+    )
+    if info["parent_version"]:
+        lines.append(
+            f"derived from: {info['parent_version']} ({(info['parent_sha256'] or '?')[:12]}…)"
+        )
+    if info["released_at"]:
+        lines.append(f"released:     {info['released_at']}")
     if info["train_minutes"]:
         lines.append(f"training:     {info['train_minutes']} min")
+    origins = (info["train_counts"] or {}).get("by_label_origin")
+    if isinstance(origins, dict):
+        lines.append("trained on:   " + ", ".join(f"{n} {k}" for k, n in origins.items()))
     report = info["val_report"]
     if report:
         lines.append("validation:")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
 
 from .intake import IntakeLimits, load_image
 
@@ -44,6 +45,11 @@ class ManifestRow:
     source_group: str
     generator: str
     content: str
+    # Who decided the label: "dataset" (the shared dataset), or, in a site's review export,
+    # "reviewer" (a person) or "confident_score" (the model itself; see detector_core.feedback).
+    label_origin: str = "dataset"
+    # The model version that scored the image (review exports only).
+    model_version: str = ""
 
     @property
     def target(self) -> int:
@@ -69,6 +75,8 @@ def read_manifest(dataset_dir: Path, split: str | None = None) -> list[ManifestR
                     source_group=raw["source_group"],
                     generator=raw.get("generator", "") or "",
                     content=raw.get("content", "") or "",
+                    label_origin=raw.get("label_origin") or "dataset",
+                    model_version=raw.get("model_version", "") or "",
                 )
             )
     return rows
@@ -112,6 +120,10 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (50, 100)
     p_double_jpeg: float = 0.2
     p_webp: float = 0.1
+    # Also JPEG at the low qualities people meet on forums and messengers (30-50).
+    p_low_jpeg: float = 0.1
+    p_colour: float = 0.1
+    p_screenshot: float = 0.05
 
 
 _RESAMPLERS = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
@@ -126,8 +138,39 @@ def _encode(image: Image.Image, fmt: str, quality: int) -> Image.Image:
     return out.convert("RGB")
 
 
+def colour_jitter(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Mild brightness, contrast, saturation and hue changes, drawn from `rng`.
+
+    torchvision's ColorJitter draws from torch's global generator; the factors are drawn
+    here so that a view depends only on the dataset's own seed.
+    """
+    image = TF.adjust_brightness(image, rng.uniform(0.8, 1.2))
+    image = TF.adjust_contrast(image, rng.uniform(0.8, 1.2))
+    image = TF.adjust_saturation(image, rng.uniform(0.8, 1.2))
+    return TF.adjust_hue(image, rng.uniform(-0.02, 0.02))
+
+
+def screenshot(image: Image.Image, rng: random.Random) -> Image.Image:
+    """A copy as a screen capture makes it: shown at a display scale, grabbed, saved again.
+
+    Browsers and viewers resample with cheap filters at fractional zoom, captures keep
+    8-bit RGB with no chroma subsampling, and many end up as high-quality 4:4:4 JPEG or PNG.
+    """
+    zoom = rng.choice((0.5, 0.667, 0.75, 0.8, 1.25, 1.5, 2.0))
+    size = (max(16, round(image.width * zoom)), max(16, round(image.height * zoom)))
+    image = image.resize(size, rng.choice((Image.Resampling.NEAREST, Image.Resampling.BILINEAR)))
+    if rng.random() < 0.5:
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=rng.randint(85, 98), subsampling=0)
+        buf.seek(0)
+        image = Image.open(buf).convert("RGB")
+    return image
+
+
 def augment(image: Image.Image, cfg: AugmentConfig, rng: random.Random) -> Image.Image:
     """One random view of an image, drawn from the same distribution for both classes."""
+    if rng.random() < cfg.p_colour:
+        image = colour_jitter(image, rng)
     if rng.random() < cfg.p_rescale:
         factor = rng.uniform(*cfg.rescale_range)
         size = (max(16, round(image.width * factor)), max(16, round(image.height * factor)))
@@ -142,9 +185,13 @@ def augment(image: Image.Image, cfg: AugmentConfig, rng: random.Random) -> Image
             0, rng.uniform(1.0, 6.0), arr.shape
         )
         image = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
+    if rng.random() < cfg.p_screenshot:
+        image = screenshot(image, rng)
     roll = rng.random()
     if roll < cfg.p_jpeg:
-        image = _encode(image, "JPEG", rng.randint(*cfg.jpeg_quality))
+        low = rng.random() < cfg.p_low_jpeg
+        quality = rng.randint(30, 50) if low else rng.randint(*cfg.jpeg_quality)
+        image = _encode(image, "JPEG", quality)
         if rng.random() < cfg.p_double_jpeg:
             image = _encode(image, "JPEG", rng.randint(*cfg.jpeg_quality))
     elif roll < cfg.p_jpeg + cfg.p_webp:

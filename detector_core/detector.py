@@ -82,6 +82,8 @@ class Detector:
 
     `weights`: a .safetensors path (default: `$HUMANMADE_WEIGHTS` or the committed release).
     `expected_sha256`: verify against this instead of the model card beside the weights.
+    `cutoffs`: band cut-offs; by default those stored with the weights (see `humanmade
+    calibrate`), which are 0.20/0.80 unless the weights say otherwise.
     `stability_check`: also score a re-encoded and a rescaled copy (with fewer tiles); when
     the band flips between them, the verdict is `uncertain` and says why.
     `provenance`: read what the file says about its origin (C2PA, XMP, EXIF, generator
@@ -106,7 +108,7 @@ class Detector:
             raise ValueError("max_tiles must be at least 1")
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         self.expected_sha256 = expected_sha256
-        self.cutoffs = cutoffs or BandCutoffs()
+        self._cutoffs = cutoffs
         self.max_tiles = max_tiles
         self.limits = limits or IntakeLimits()
         self.fetch_policy = fetch_policy
@@ -133,6 +135,15 @@ class Detector:
     @property
     def model_version(self) -> str:
         return self.loaded.version
+
+    @property
+    def cutoffs(self) -> BandCutoffs:
+        """The cut-offs given to the constructor, else the weights' own (loads them)."""
+        return self._cutoffs if self._cutoffs is not None else self.loaded.cutoffs
+
+    @cutoffs.setter
+    def cutoffs(self, value: BandCutoffs | None) -> None:
+        self._cutoffs = value
 
     def score(self, source: ImageSource, *, heatmap: bool = False) -> Verdict:
         """Score one image: a path, bytes, a binary file object or a PIL image.
@@ -223,17 +234,18 @@ class Detector:
                 maps[j].append(patch_map)
         elapsed_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(images))
         calibrate = loaded.calibration.probability
+        cutoffs = self.cutoffs
         verdicts = []
         for i, image in enumerate(images):
             own = [j for j, job in enumerate(jobs) if job[0] == i]
             original, variants = own[0], own[1:]
             tile_logit = np.array([m.mean() for m in maps[original]])
             probability = float(calibrate(tile_logit.mean()))
-            band = self.cutoffs.band(probability)
+            band = cutoffs.band(probability)
             variant_probs = {
                 jobs[j][1]: float(calibrate(np.mean([m.mean() for m in maps[j]]))) for j in variants
             }
-            flipped = {n: p for n, p in variant_probs.items() if self.cutoffs.band(p) != band}
+            flipped = {n: p for n, p in variant_probs.items() if cutoffs.band(p) != band}
             reasons: tuple[str, ...] = ()
             if flipped:
                 band = Band.UNCERTAIN

@@ -1,10 +1,15 @@
 """Train the detector on the shared dataset's `train` split; calibrate on `val`; write a release.
 
     python -m detector_core.train --out weights/humanmade.safetensors
+    humanmade train --base weights/humanmade.safetensors --add site-export/ --out new.safetensors
 
 Knobs live in `TrainConfig`; everything it does is printed. Validation images are never
 trained on: they are used for the calibration fit (two parameters) and for reporting only.
 The weights written are those of the last epoch: no epoch is picked by its validation score.
+
+`--base` fine-tunes existing weights (fewer epochs, lower learning rate by default) and
+`--add` mixes in a site's review export (see `detector_core.feedback` for the weighting).
+An export's `val` rows are the release gate's held-out slice and are never trained on.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,8 +28,9 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from .calibration import fit_calibration
+from .calibration import Calibration, fit_calibration
 from .data import (
+    DATASET_ENV,
     AugmentConfig,
     AugmentedImages,
     ManifestRow,
@@ -34,12 +41,27 @@ from .data import (
     seed_worker,
     summarise,
 )
+from .errors import WeightsError
 from .evaluate import build_report, headline, logits_for
+from .feedback import (
+    DEFAULT_CONFIDENT_CAP,
+    DEFAULT_CONFIDENT_WEIGHT,
+    DEFAULT_FEEDBACK_SHARE,
+    ExportError,
+    MixConfig,
+    load_export_pixels,
+    mixed_weights,
+    read_exports,
+    summarise_training_data,
+)
 from .model import ModelConfig, PatchModel, build_model, count_parameters
 from .verdict import BandCutoffs
-from .weights import save_weights
+from .weights import LoadedWeights, load_weights, save_weights
 
 VERSION = "0.1.0"
+# Fine-tuning defaults: a few gentle epochs, so the base model's general knowledge survives.
+FINETUNE_EPOCHS = 3
+FINETUNE_LR = 2e-4
 
 
 @dataclass(frozen=True)
@@ -63,14 +85,52 @@ def _set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class WeightedAugmentedImages(AugmentedImages):
+    """AugmentedImages that also yields each image's loss weight."""
+
+    def __init__(
+        self,
+        arrays: list[np.ndarray],
+        targets: list[int],
+        loss_weights: list[float],
+        cfg: AugmentConfig,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(arrays, targets, cfg, seed=seed)
+        self.loss_weights = list(loss_weights)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = super().__getitem__(index)
+        return x, y, torch.tensor(float(self.loss_weights[index]))
+
+
 def train_model(
-    arrays: list[np.ndarray], targets: list[int], weights: list[float], cfg: TrainConfig
+    arrays: list[np.ndarray],
+    targets: list[int],
+    weights: list[float],
+    cfg: TrainConfig,
+    *,
+    loss_weights: list[float] | None = None,
+    model: PatchModel | None = None,
 ) -> PatchModel:
-    """Train from scratch on in-memory RGB arrays; shows a progress bar per epoch."""
+    """Train on in-memory RGB arrays; shows a progress bar per epoch.
+
+    `weights` are sampling weights. `loss_weights` (optional) scale each image's loss, so
+    rows the model labelled itself count less. `model`: fine-tune this one instead of
+    building a fresh one from `cfg.model`.
+    """
     _set_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model = build_model(cfg.model, pretrained=True)
-    dataset = AugmentedImages(arrays, targets, cfg.augment, seed=cfg.seed)
+    if model is None:
+        model = build_model(cfg.model, pretrained=True)
+    else:
+        # load_weights freezes parameters for inference; fine-tuning needs them back.
+        for param in model.parameters():
+            param.requires_grad_(True)
+    if loss_weights is None:
+        dataset: AugmentedImages = AugmentedImages(arrays, targets, cfg.augment, seed=cfg.seed)
+    else:
+        dataset = WeightedAugmentedImages(arrays, targets, loss_weights, cfg.augment, seed=cfg.seed)
     sampler = WeightedRandomSampler(
         weights,
         num_samples=cfg.samples_per_epoch,
@@ -79,7 +139,8 @@ def train_model(
     )
     loader = DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
+        # A smoke run may draw fewer images than a batch; drop_last must still leave one.
+        batch_size=min(cfg.batch_size, cfg.samples_per_epoch),
         sampler=sampler,
         num_workers=cfg.workers,
         worker_init_fn=seed_worker,
@@ -92,13 +153,18 @@ def train_model(
         opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15
     )
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    per_sample_loss = torch.nn.BCEWithLogitsLoss(reduction="none")
     for epoch in range(cfg.epochs):
         model.train()
         running, seen, correct = 0.0, 0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
-        for x, y in bar:
+        for batch in bar:
+            x, y = batch[0], batch[1]
             logits = model(x)
-            loss = loss_fn(logits, y)
+            if loss_weights is None:
+                loss = loss_fn(logits, y)
+            else:
+                loss = (per_sample_loss(logits, y) * batch[2]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -162,25 +228,121 @@ def add_aligned_fakes(
     return out_rows, out_arrays
 
 
-def main(argv: list[str] | None = None) -> int:
+def _usage_error(message: str) -> int:
+    print(f"humanmade train: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="humanmade train", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="dataset folder (manifest.csv)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"shared dataset folder (manifest.csv; default ${DATASET_ENV} or ../shared/datasets). "
+        "May be absent only when --add is given",
+    )
     parser.add_argument("--out", type=Path, default=Path("weights/humanmade.safetensors"))
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
-    parser.add_argument("--limit", type=int, default=0, help="use only N train images (smoke runs)")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        metavar="WEIGHTS",
+        help="fine-tune these weights (their architecture, tile size and band cut-offs) instead "
+        f"of training from scratch; then --epochs defaults to {FINETUNE_EPOCHS} and --lr to "
+        f"{FINETUNE_LR:g}",
+    )
+    parser.add_argument(
+        "--add",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="EXPORT_DIR",
+        help="also train on a site's review export (its train split only; repeatable)",
+    )
+    parser.add_argument(
+        "--version", default=None, help=f"model version (default {VERSION}, or BASE-ft)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_int_at_least(1),
+        default=None,
+        help=f"default {TrainConfig.epochs} ({FINETUNE_EPOCHS} with --base)",
+    )
+    parser.add_argument(
+        "--samples-per-epoch", type=_int_at_least(1), default=TrainConfig.samples_per_epoch
+    )
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=TrainConfig.batch_size)
+    parser.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=TrainConfig.workers,
+        help="data loader worker processes (0: load in the main process)",
+    )
+    parser.add_argument("--threads", type=_int_at_least(1), default=TrainConfig.threads)
+    parser.add_argument(
+        "--limit",
+        type=_int_at_least(0),
+        default=0,
+        help="use only N shared train (and N val) images (smoke runs)",
+    )
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument(
         "--backbone",
         choices=("localtrace", "efficientnet-lite0"),
-        default=TrainConfig().model.backbone,
+        default=None,
+        help=f"default {TrainConfig().model.backbone}; not with --base",
     )
-    parser.add_argument("--crop", type=int, default=AugmentConfig.crop)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument(
+        "--crop",
+        type=_int_at_least(32),
+        default=None,
+        help=f"training crop in px (default {AugmentConfig.crop}, or the tile size if smaller); "
+        "at most the model's tile size",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"default {TrainConfig.lr:g} ({FINETUNE_LR:g} with --base)",
+    )
     parser.add_argument("--p-jpeg", type=float, default=AugmentConfig.p_jpeg)
     parser.add_argument(
+        "--feedback-share",
+        type=float,
+        default=DEFAULT_FEEDBACK_SHARE,
+        help="share of draws given to export rows when the shared dataset is there too "
+        f"(default {DEFAULT_FEEDBACK_SHARE})",
+    )
+    parser.add_argument(
+        "--confident-cap",
+        type=float,
+        default=DEFAULT_CONFIDENT_CAP,
+        help="at most this share of draws may be confident_score rows "
+        f"(default {DEFAULT_CONFIDENT_CAP})",
+    )
+    parser.add_argument(
+        "--confident-weight",
+        type=float,
+        default=DEFAULT_CONFIDENT_WEIGHT,
+        help=f"loss weight of confident_score rows (default {DEFAULT_CONFIDENT_WEIGHT})",
+    )
+    parser.add_argument(
         "--twins",
-        type=int,
+        type=_int_at_least(0),
         default=0,
         metavar="N",
         help="add AI-decoded twins of N human train images (aligned fakes; needs the "
@@ -192,62 +354,212 @@ def main(argv: list[str] | None = None) -> int:
         default=Path.home() / ".cache" / "humanmade" / "twins",
         help="where twins are cached between runs (outside the repository)",
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _config(args: argparse.Namespace, base_weights: LoadedWeights | None) -> TrainConfig:
+    """The run's TrainConfig; raises ValueError for arguments that do not fit together."""
     base = TrainConfig()
-    cfg = replace(
+    fine_tune = base_weights is not None
+    tile_size = base_weights.tile_size if base_weights is not None else base.tile_size
+    crop = args.crop if args.crop is not None else min(AugmentConfig.crop, tile_size)
+    if crop > tile_size:
+        # The Detector never shows the model more than one tile at a time.
+        raise ValueError(f"--crop {crop} is larger than the model's tile size ({tile_size} px)")
+    if base_weights is not None:
+        model = base_weights.model.config
+    else:
+        model = replace(base.model, backbone=args.backbone or base.model.backbone)
+    lr = args.lr if args.lr is not None else (FINETUNE_LR if fine_tune else base.lr)
+    if not lr > 0:
+        raise ValueError(f"--lr must be positive, got {lr}")
+    return replace(
         base,
-        epochs=args.epochs,
+        epochs=args.epochs or (FINETUNE_EPOCHS if fine_tune else base.epochs),
         samples_per_epoch=args.samples_per_epoch,
+        batch_size=args.batch_size,
+        lr=lr,
+        tile_size=tile_size,
+        workers=args.workers,
+        threads=args.threads,
         seed=args.seed,
-        lr=args.lr,
-        model=replace(base.model, backbone=args.backbone),
-        augment=replace(base.augment, crop=args.crop, p_jpeg=args.p_jpeg),
+        model=model,
+        augment=replace(base.augment, crop=crop, p_jpeg=args.p_jpeg),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    exports: list[Path] = list(args.add)
+    base_weights: LoadedWeights | None = None
+    if args.base is not None:
+        if args.backbone is not None:
+            return _usage_error("--backbone cannot be combined with --base (the base fixes it)")
+        try:
+            base_weights = load_weights(args.base)
+        except WeightsError as exc:
+            return _usage_error(str(exc))
+    try:
+        cfg = _config(args, base_weights)
+        mix_cfg = MixConfig(args.feedback_share, args.confident_cap, args.confident_weight)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+
     data_dir = args.data or default_dataset_dir()
-    train_rows = read_manifest(data_dir, "train")
-    val_rows = read_manifest(data_dir, "val")
+    have_shared = (data_dir / "manifest.csv").is_file()
+    if not have_shared:
+        if args.data is not None:
+            return _usage_error(f"no manifest.csv in {data_dir}")
+        if not exports:
+            return _usage_error(
+                f"no shared dataset at {data_dir} (pass --data DIR or set {DATASET_ENV}); "
+                "without one, training needs --add EXPORT_DIR"
+            )
+        print(f"note: no shared dataset at {data_dir}; training on the exports only", flush=True)
+    try:
+        train_rows = read_manifest(data_dir, "train") if have_shared else []
+        val_rows = read_manifest(data_dir, "val") if have_shared else []
+        splits = read_exports(exports)
+    except KeyError as exc:
+        return _usage_error(f"{data_dir / 'manifest.csv'} lacks the column {exc}")
+    except (ValueError, OSError) as exc:  # ExportError is a ValueError
+        return _usage_error(str(exc))
     if args.limit:
         rng = random.Random(cfg.seed)
         train_rows = rng.sample(train_rows, min(args.limit, len(train_rows)))
         val_rows = rng.sample(val_rows, min(args.limit, len(val_rows)))
-    print(f"data: {data_dir} {summarise(train_rows + val_rows)}", flush=True)
+    if have_shared:
+        print(f"data: {data_dir} {summarise(train_rows + val_rows)}", flush=True)
+    for folder, train, val in zip(exports, splits.train, splits.val, strict=True):
+        reviewed = sum(r.label_origin == "reviewer" for r in train)
+        print(
+            f"export {folder}: {len(train)} train rows ({reviewed} reviewer, "
+            f"{len(train) - reviewed} confident_score); {len(val)} val rows held out for the "
+            "release gate (never trained on)",
+            flush=True,
+        )
+    if splits.dropped:
+        print(
+            f"export: {splits.dropped} train rows dropped: their image is in an export's val slice",
+            flush=True,
+        )
+    if base_weights is not None:
+        print(f"base: {args.base} version {base_weights.version} ({base_weights.sha256[:12]})")
     print(f"config: {json.dumps(asdict(cfg), default=str)}", flush=True)
 
+    # Decide what calibration is fitted on before spending time on training.
+    if val_rows:
+        calibrated_on = "val"
+    else:
+        labels = {r.label for rows in splits.train for r in rows if r.label_origin == "reviewer"}
+        if labels != {"ai", "human"}:
+            return _usage_error(
+                "no shared val split to calibrate on, and the exports' train split lacks "
+                "reviewer-labelled images of both classes"
+            )
+        calibrated_on = (
+            "reviewer-labelled rows of the exports' train split (no shared val split; "
+            "in-sample: the model was also trained on them)"
+        )
+    if exports:
+        try:
+            mixed_weights(train_rows, splits.train, mix_cfg)  # fail before decoding images
+        except ValueError as exc:
+            return _usage_error(str(exc))
+    elif not train_rows:
+        return _usage_error(f"{data_dir} has no train rows")
+
     started = time.time()
-    train_arrays = load_pixels(data_dir, train_rows)
+    train_arrays = load_pixels(data_dir, train_rows) if train_rows else []
     if args.twins:
         train_rows, train_arrays = add_aligned_fakes(
             train_rows, train_arrays, args.twins, cfg.seed, args.twins_cache
         )
+    all_rows: list[ManifestRow] = train_rows
+    all_arrays = train_arrays
+    sampling = balanced_weights(train_rows) if train_rows else []
+    loss_weights: list[float] | None = None
+    feedback_meta: dict = {}
+    if exports:
+        try:
+            for folder, rows in zip(exports, splits.train, strict=True):
+                all_arrays = all_arrays + load_export_pixels(folder, rows)
+        except ExportError as exc:
+            return _usage_error(str(exc))
+        mix = mixed_weights(train_rows, splits.train, mix_cfg)
+        all_rows, sampling, loss_weights = mix.rows, mix.sampling, mix.loss
+        print(
+            f"expected share of draws: by origin {mix.share_by_origin}, by class "
+            f"{mix.share_by_label}; confident_score loss weight {mix_cfg.confident_weight}",
+            flush=True,
+        )
+        feedback_meta = {
+            "exports": [
+                {"name": folder.name, "train_rows": len(train), "val_rows_held_out": len(val)}
+                for folder, train, val in zip(exports, splits.train, splits.val, strict=True)
+            ],
+            "dropped_as_held_out": splits.dropped,
+            **asdict(mix_cfg),
+            "expected_share_by_origin": mix.share_by_origin,
+        }
+
     model = train_model(
-        train_arrays, [r.target for r in train_rows], balanced_weights(train_rows), cfg
+        all_arrays,
+        [r.target for r in all_rows],
+        sampling,
+        cfg,
+        loss_weights=loss_weights,
+        model=base_weights.model if base_weights is not None else None,
     )
     train_minutes = (time.time() - started) / 60
     print(f"trained {count_parameters(model):,} parameters in {train_minutes:.1f} min", flush=True)
 
-    val_arrays = load_pixels(data_dir, val_rows)
-    val_logits = logits_for(model, val_arrays, cfg.tile_size)
-    calibration = fit_calibration(val_logits, np.array([r.target for r in val_rows]))
-    print(f"calibration (fitted on val): {calibration}", flush=True)
-    report = build_report(val_rows, val_logits, calibration, BandCutoffs())
-    print(f"val AUC {report['auc']:.4f}, accuracy@0.5 {report['accuracy_at_0.5']:.4f}", flush=True)
+    if val_rows:
+        cal_rows, cal_arrays = val_rows, load_pixels(data_dir, val_rows)
+    else:
+        picked = [i for i, r in enumerate(all_rows) if r.label_origin == "reviewer"]
+        cal_rows = [all_rows[i] for i in picked]
+        cal_arrays = [all_arrays[i] for i in picked]
+    cal_logits = logits_for(model, cal_arrays, cfg.tile_size)
+    calibration: Calibration = fit_calibration(cal_logits, np.array([r.target for r in cal_rows]))
+    print(f"calibration (fitted on {calibrated_on}): {calibration}", flush=True)
+    cutoffs = base_weights.cutoffs if base_weights is not None else BandCutoffs()
+    report = build_report(cal_rows, cal_logits, calibration, cutoffs)
+    where = "val" if val_rows else "calibration rows (in-sample)"
+    print(f"{where} AUC {report['auc']:.4f}, accuracy@0.5 {report['accuracy_at_0.5']:.4f}")
+
+    version = args.version or (f"{base_weights.version}-ft" if base_weights else VERSION)
+    extra = {
+        "train_config": json.dumps(asdict(cfg), default=str),
+        "train_counts": json.dumps(
+            summarise_training_data(all_rows)
+            if exports or base_weights is not None
+            else summarise(train_rows)
+        ),
+        "aligned_fakes": str(args.twins),
+        "train_minutes": f"{train_minutes:.1f}",
+        "calibrated_on": calibrated_on,
+        ("val_report" if val_rows else "calibration_report_in_sample"): json.dumps(
+            headline(report)
+        ),
+    }
+    if base_weights is not None:
+        extra["parent_version"] = base_weights.version
+        extra["parent_sha256"] = base_weights.sha256
+    if feedback_meta:
+        extra["feedback"] = json.dumps(feedback_meta)
     sha = save_weights(
         args.out,
         model,
         calibration,
-        VERSION,
+        version,
         cfg.tile_size,
-        extra={
-            "train_config": json.dumps(asdict(cfg), default=str),
-            "train_counts": json.dumps(summarise(train_rows)),
-            "aligned_fakes": str(args.twins),
-            "train_minutes": f"{train_minutes:.1f}",
-            "calibrated_on": "val",
-            "val_report": json.dumps(headline(report)),
-        },
+        extra=extra,
+        # A fine-tune keeps the cut-offs its base was released with; `humanmade calibrate`
+        # is the tool that moves them.
+        cutoffs=base_weights.cutoffs if base_weights is not None else None,
     )
-    print(f"wrote {args.out} sha256 {sha}", flush=True)
+    print(f"wrote {args.out} (version {version}) sha256 {sha}", flush=True)
     if not math.isfinite(calibration.temperature):
         print("warning: calibration diverged", flush=True)
         return 1

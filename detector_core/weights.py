@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from .calibration import Calibration
 from .errors import WeightsError
 from .model import ModelConfig, PatchModel, build_model
+from .verdict import BandCutoffs
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class LoadedWeights:
     sha256: str
     path: Path
     metadata: dict[str, str]
+    # The band cut-offs that go with this calibration (metadata "cutoffs"; default 0.20/0.80).
+    cutoffs: BandCutoffs = BandCutoffs()
 
 
 def default_weights_path() -> Path:
@@ -75,8 +78,13 @@ def save_weights(
     version: str,
     tile_size: int,
     extra: dict[str, str] | None = None,
+    cutoffs: BandCutoffs | None = None,
 ) -> str:
-    """Write a safetensors release; returns its sha256 for the model card."""
+    """Write a safetensors release; returns its sha256 for the model card.
+
+    `cutoffs`: band cut-offs chosen for this calibration (e.g. by `humanmade calibrate`);
+    without them a Detector falls back to the defaults.
+    """
     metadata = {
         "format": FORMAT_TAG,
         "version": version,
@@ -87,6 +95,8 @@ def save_weights(
         "tile_size": str(tile_size),
         **(extra or {}),
     }
+    if cutoffs is not None:
+        metadata["cutoffs"] = json.dumps({"human": cutoffs.human, "ai": cutoffs.ai})
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=metadata)
@@ -135,6 +145,7 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
         cal = json.loads(metadata["calibration"])
         calibration = Calibration(float(cal["temperature"]), float(cal["bias"]))
         tile_size = int(metadata["tile_size"])
+        cutoffs = _read_cutoffs(metadata.get("cutoffs"))
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path.name} has inconsistent contents: {exc}") from exc
     model.eval()
@@ -148,7 +159,18 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
         sha256=actual,
         path=path,
         metadata=metadata,
+        cutoffs=cutoffs,
     )
+
+
+def _read_cutoffs(text: str | None) -> BandCutoffs:
+    """The "cutoffs" metadata; raises ValueError/TypeError/KeyError when it is malformed."""
+    if not text:
+        return BandCutoffs()
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"cutoffs is not a JSON object: {text!r}")
+    return BandCutoffs(human=float(raw["human"]), ai=float(raw["ai"]))
 
 
 def torch_device(name: str | None) -> torch.device:

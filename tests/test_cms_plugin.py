@@ -78,7 +78,7 @@ def _scored(run_commits, data: bytes | None = None, seed: int = 0) -> Detection:
 def test_settings_merge_defaults_and_follow_overrides(settings):
     settings.HUMANMADE = {"MAX_UPLOAD_BYTES": 1234}
     assert humanmade_settings.MAX_UPLOAD_BYTES == 1234
-    assert humanmade_settings.CUTOFFS == {"human": 0.20, "ai": 0.80}
+    assert humanmade_settings.CUTOFFS is None  # the cut-offs shipped with the weights
     assert humanmade_settings.REVIEW_LIKELY_AI is True
     assert humanmade_settings.CELERY_QUEUE == "humanmade"
     settings.HUMANMADE = {"CELERY_QUEUE": "gpu"}
@@ -524,7 +524,10 @@ def test_admin_without_review_permission_cannot_decide(cms):
 
 
 @pytest.mark.django_db
-def test_export_writes_reviewed_images_in_the_training_manifest_format(cms, run_commits, tmp_path):
+def test_export_writes_reviewed_images_in_the_training_manifest_format(
+    cms, tiny_weights, run_commits, tmp_path
+):
+    cms.HUMANMADE = humanmade_conf(tiny_weights, EXPORT_FIELDS=["api"])
     reviewer = _user("exporter", "review_detection")
     human = _scored(run_commits, seed=15)
     ai = _scored(run_commits, seed=16)
@@ -537,16 +540,19 @@ def test_export_writes_reviewed_images_in_the_training_manifest_format(cms, run_
     assert "Exported 2" in stdout.getvalue()
     with (out / "manifest.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == DATASET_COLUMNS
+        assert reader.fieldnames == [*DATASET_COLUMNS, "label_origin", "model_version", "sha256"]
         rows = list(reader)
     assert sorted(r["label"] for r in rows) == ["ai", "human"]
     for row in rows:
         path = out / row["file"]
         assert path.is_file()
-        assert row["file"].startswith(f"images/train/{row['label']}/")
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256_original"]
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert sha256 == row["sha256_original"] == row["sha256"]
+        split = "val" if int(sha256[:8], 16) % 100 < 20 else "train"
+        assert row["split"] == split
+        assert row["file"].startswith(f"images/{split}/{row['label']}/")
         assert (row["width"], row["height"], row["format"]) == ("96", "64", "PNG")
-        assert row["split"] == "train"
+        assert (row["label_origin"], row["model_version"]) == ("reviewer", "test-0")
     shared = Path(__file__).resolve().parent.parent.parent / "shared/datasets/manifest.csv"
     if shared.is_file():
         with shared.open(newline="") as fh:

@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_image
+from PIL import Image
 
 from detector_core.calibration import Calibration, expected_calibration_error, fit_calibration
-from detector_core.data import AugmentConfig, ManifestRow, augment, balanced_weights, random_crop
+from detector_core.data import (
+    AugmentConfig,
+    ManifestRow,
+    augment,
+    balanced_weights,
+    colour_jitter,
+    random_crop,
+    screenshot,
+)
 from detector_core.evaluate import build_report, crossfit_ece, sample_rows
 from detector_core.metrics import roc_auc, roc_curve, tpr_at_fpr
 from detector_core.model import LocalTraceNet, ModelConfig, neighbour_residual
@@ -78,6 +87,27 @@ def test_augmentation_crops_to_size_and_never_stretches():
     # Symmetric padding mirrors real pixels; nothing is resampled.
     arr = np.asarray(tiny)
     assert (arr[:30, :20] == np.asarray(make_image(20, 30))).all()
+
+
+def test_screenshot_and_colour_views_change_pixels_but_keep_the_picture():
+    image = Image.fromarray(
+        np.tile(np.linspace(0, 255, 120, dtype=np.uint8)[None, :, None], (80, 1, 3))
+    )
+    rng = random.Random(3)
+    shots = [screenshot(image, rng) for _ in range(12)]
+    assert {s.size for s in shots} > {image.size} or len({s.size for s in shots}) > 1
+    for shot in shots:
+        assert shot.mode == "RGB"
+        # Same picture: the left-to-right ramp survives any zoom and re-save.
+        row = np.asarray(shot.convert("L"), dtype=float)[shot.height // 2]
+        assert row[-3:].mean() - row[:3].mean() > 200
+    jittered = colour_jitter(image, random.Random(5))
+    again = colour_jitter(image, random.Random(5))
+    assert np.array_equal(np.asarray(jittered), np.asarray(again))  # seeded by rng only
+    assert not np.array_equal(np.asarray(jittered), np.asarray(image))
+    # Every option on at once still yields a crop of the requested size.
+    cfg = AugmentConfig(crop=48, p_colour=1.0, p_screenshot=1.0, p_low_jpeg=1.0, p_jpeg=1.0)
+    assert augment(image, cfg, random.Random(0)).size == (48, 48)
 
 
 def _row(label: str, source: str, content: str = "photo", generator: str = "") -> ManifestRow:

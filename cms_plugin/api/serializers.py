@@ -37,6 +37,10 @@ class DetectionSerializer(serializers.ModelSerializer):
             "reviewed_at",
             "created_at",
             "scored_at",
+            "previous_probability",
+            "previous_band",
+            "previous_model_version",
+            "rescored_at",
             "advisory",
         )
         read_only_fields = fields
