@@ -329,12 +329,13 @@ def rescore_detection(detection_id: int) -> str:
 
     Returns "missing", "not_scored" (never scored: its first scoring is still to come),
     "already_current" (scored by the current model already), "rescored", or
-    "failed: <why>" when the image cannot be read or decoded, in which case the old verdict
-    stays exactly as it was. The old probability, band and model version move to
-    `previous_*`. A person's decision is final: a reviewed Detection keeps its status and
-    decision; any other takes the status of its new band, so a verdict that moved into
-    uncertain (or likely AI) waits in the review queue. Raises `TransientError` for
-    failures worth retrying (storage, database, weights).
+    "failed: <why>" when the image cannot be read or decoded, or its stored bytes are no
+    longer those that were scored, in which case the old verdict stays exactly as it was.
+    The old probability, band and model version move to `previous_*`. A person's decision
+    is final: a reviewed Detection keeps its status and decision; any other takes the
+    status of its new band, so a verdict that moved into uncertain (or likely AI) waits in
+    the review queue. Raises `TransientError` for failures worth retrying (storage,
+    database, weights).
     """
     from detector_core import HumanmadeError, WeightsError
 
@@ -347,6 +348,14 @@ def rescore_detection(detection_id: int) -> str:
         if detection.model_version == get_detector().model_version:
             return "already_current"
         data = read_image_bytes(detection)
+        if detection.sha256 and hashlib.sha256(data).hexdigest() != detection.sha256:
+            # A storage that overwrites in place put other bytes under the same name. The
+            # verdict (and any reviewer's decision) is about the bytes that were seen; taking
+            # the new sha256 would pin that decision on an image nobody looked at, and the
+            # export would then train on it.
+            message = "the stored file changed since it was scored; the old verdict is kept"
+            logger.warning("detection %s: not re-scored: %s", detection_id, message)
+            return f"failed: {message}"
         sha256, result = _verdict_for(detection, data)
     except (WeightsError, DatabaseError) as exc:
         raise TransientError(str(exc)) from exc

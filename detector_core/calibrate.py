@@ -27,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import fraction, int_at_least
 from .calibration import Calibration, expected_calibration_error, fit_calibration
 from .data import ManifestRow
 from .errors import WeightsError
 from .evaluate import logits_for
 from .feedback import ExportError, load_export_pixels, read_exports
 from .verdict import BandCutoffs
-from .weights import default_weights_path, load_weights, save_weights
+from .weights import default_weights_path, load_weights, output_problem, save_weights
 
 DEFAULT_FPR_TARGET = 0.02
 DEFAULT_FNR_TARGET = 0.05
@@ -142,26 +143,6 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="humanmade calibrate", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -184,21 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", default=None, help="model version (default: BASE-cal)")
     parser.add_argument(
         "--fpr-target",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_FPR_TARGET,
         help="at most this share of reviewed human images may reach likely_ai "
         f"(default {DEFAULT_FPR_TARGET})",
     )
     parser.add_argument(
         "--fnr-target",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_FNR_TARGET,
         help="at most this share of reviewed AI images may fall in likely_human "
         f"(default {DEFAULT_FNR_TARGET})",
     )
     parser.add_argument(
         "--min-per-class",
-        type=_positive_int,
+        type=int_at_least(1),
         default=DEFAULT_MIN_PER_CLASS,
         help=f"refuse with fewer reviewer images of either class (default {DEFAULT_MIN_PER_CLASS})",
     )
@@ -220,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = not args.no_progress
     weights_path = args.weights or default_weights_path()
-    if args.out.resolve() == Path(weights_path).resolve():
-        return _usage_error("--out must differ from --weights (the original stays as it was)")
+    problem = output_problem(args.out, weights_path)  # the original stays as it was
+    if problem:
+        return _usage_error(f"--out: {problem}")
     try:
         loaded = load_weights(weights_path, args.weights_sha256)
     except WeightsError as exc:
@@ -312,15 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "calibration_report": json.dumps(report),
     }
-    sha = save_weights(
-        args.out,
-        loaded.model,
-        calibration,
-        version,
-        loaded.tile_size,
-        extra=extra,
-        cutoffs=cutoffs,
-    )
+    try:
+        sha = save_weights(
+            args.out,
+            loaded.model,
+            calibration,
+            version,
+            loaded.tile_size,
+            extra=extra,
+            cutoffs=cutoffs,
+        )
+    except OSError as exc:
+        return _usage_error(f"cannot write the new weights: {exc}")
     print(f"wrote {args.out} (version {version}) sha256 {sha}")
     print("record that sha256 in the model card beside it, or the Detector loads it unverified")
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .argtypes import int_at_least
 from .errors import HumanmadeError, UnreadableSourceError, WeightsError
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
@@ -68,16 +69,6 @@ class EmptyFolderError(UnreadableSourceError):
 # --------------------------------------------------------------------------- argument parsing
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="humanmade",
@@ -102,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument(
         "--max-tiles",
-        type=_positive_int,
+        type=int_at_least(1),
         default=None,
         metavar="N",
         help="score at most N tiles per image (default: 16)",

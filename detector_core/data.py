@@ -61,7 +61,9 @@ def read_manifest(dataset_dir: Path, split: str | None = None) -> list[ManifestR
     if not manifest.is_file():
         raise FileNotFoundError(f"no manifest.csv in {dataset_dir}")
     rows = []
-    with manifest.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a manifest saved by a spreadsheet starts with a BOM, which would otherwise
+    # become part of the first column's name ("\ufefffile") and hide that column.
+    with manifest.open(newline="", encoding="utf-8-sig") as fh:
         for raw in csv.DictReader(fh):
             if raw["label"] not in ("ai", "human"):
                 raise ValueError(f"{manifest}: unknown label {raw['label']!r} for {raw['file']}")

@@ -65,7 +65,8 @@ def read_export_rows(export_dir: Path) -> list[ExportRow]:
             "`manage.py humanmade_export`?"
         )
     try:
-        with manifest.open(newline="", encoding="utf-8") as fh:
+        # utf-8-sig: an export edited in a spreadsheet is saved with a BOM (see data.py).
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             columns = reader.fieldnames or []
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .argtypes import fraction, int_at_least
 from .calibration import expected_calibration_error
 from .data import ManifestRow, default_dataset_dir, read_manifest
 from .errors import HumanmadeError, WeightsError
@@ -91,13 +92,17 @@ class ModelMetrics:
     fpr_likely_ai: float | None  # human images at or above the model's `ai` cut-off
     tpr_likely_ai: float | None  # AI images at or above it
     ece: float | None
+    # Images scored NaN or infinite (diverged weights or calibration). NaN compares false
+    # with every cut-off, so such a model looks free of false positives; it must not pass.
+    non_finite: int = 0
 
-    def to_dict(self) -> dict[str, float | None]:
+    def to_dict(self) -> dict[str, float | int | None]:
         return {
             "auc": self.auc,
             "fpr_likely_ai": self.fpr_likely_ai,
             "tpr_likely_ai": self.tpr_likely_ai,
             "ece": self.ece,
+            "non_finite": self.non_finite,
         }
 
 
@@ -264,6 +269,7 @@ def _metrics(targets: np.ndarray, probs: np.ndarray, cutoffs: BandCutoffs) -> Mo
         fpr_likely_ai=float(np.mean(probs[human] >= cutoffs.ai)) if human.any() else None,
         tpr_likely_ai=float(np.mean(probs[ai] >= cutoffs.ai)) if ai.any() else None,
         ece=expected_calibration_error(probs, targets) if len(targets) else None,
+        non_finite=int((~np.isfinite(probs)).sum()),
     )
 
 
@@ -283,6 +289,12 @@ def decide(rows: Sequence[GateRow], margins: Margins) -> list[str]:
     reasons = []
     for row in rows:
         cur, cand = row.current, row.candidate
+        if cand.non_finite:
+            reasons.append(
+                f"the candidate scored {cand.non_finite} image(s) of {row.eval_set} as NaN or "
+                "infinite (diverged weights or calibration); its figures mean nothing"
+            )
+            continue
         both_auc = cur.auc is not None and cand.auc is not None
         if both_auc and cand.auc < cur.auc - margins.max_auc_drop - _EPS:
             reasons.append(
@@ -343,6 +355,11 @@ def run_gate(
         scores[eval_set.name] = set_scores
         rows.append(_row(eval_set.name, set_scores, skipped, cur, cand))
         pooled.append(set_scores)
+        if rows[-1].current.non_finite:
+            warnings.append(
+                f"{eval_set.name}: the current model scored {rows[-1].current.non_finite} "
+                "image(s) as NaN or infinite; comparisons with it are unreliable"
+            )
     if not any(r.n_human and r.n_ai for r in rows):
         names = ", ".join(s.name for s in eval_sets) or "none given"
         raise GateError(
@@ -501,26 +518,6 @@ def print_result(result: GateResult, out: Callable[[str], None] = print) -> None
 # --------------------------------------------------------------------------- command line
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {value}")
-    return value
-
-
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `gate` and `release`."""
     parser.add_argument(
@@ -544,20 +541,20 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sample",
-        type=_count,
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="score a seeded, label-stratified sample of N shared val images (default: all)",
     )
     parser.add_argument(
         "--max-auc-drop",
-        type=_fraction,
+        type=fraction,
         default=Margins.max_auc_drop,
         help=f"refuse when AUC falls by more than this on any set (default {Margins.max_auc_drop})",
     )
     parser.add_argument(
         "--max-fpr-rise",
-        type=_fraction,
+        type=fraction,
         default=Margins.max_fpr_rise,
         help="refuse when the share of human images in likely_ai rises by more than this "
         f"on any set (default {Margins.max_fpr_rise})",

@@ -6,8 +6,10 @@
 Writes OUT_DIR/humanmade-VERSION.safetensors (the candidate's tensors; metadata gains the
 version, the release date and the parent model), the gate plot OUT_DIR/gate-VERSION.png, and a
 section in OUT_DIR/README.md (created if absent; existing text is never changed) whose sha256
-line `weights.load_weights` checks. A refused candidate writes nothing. A release file is never
-overwritten. Exit codes: 0 released, 1 refused (or failed its final check), 2 usage or data error.
+line `weights.load_weights` checks. A refused candidate writes nothing, and neither does a
+release that fails part-way (what it wrote is removed, so the same version can be tried
+again). A release file or gate plot is never overwritten. Exit codes: 0 released, 1 refused
+(or failed its final check), 2 usage or data error.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .errors import WeightsError
 from .gate import (
@@ -37,12 +38,14 @@ from .gate import (
     write_gate_plot,
 )
 from .weights import (
-    FORMAT_TAG,
     MODEL_CARD_NAME,
     WEIGHTS_ENV,
     card_sha256,
     file_sha256,
     load_weights,
+    make_readable,
+    output_problem,
+    read_safetensors,
 )
 
 EXIT_RELEASED = 0
@@ -68,11 +71,21 @@ def check_version(version: str) -> str:
     return version
 
 
+def plot_name(version: str) -> str:
+    return f"gate-{version}.png"
+
+
 def check_target(out_dir: Path, version: str) -> Path:
     """The release path, refusing a version that already exists as a file or in the card."""
     target = out_dir / release_name(version)
-    if target.exists():
-        raise ReleaseError(f"{target} already exists; a release is never overwritten")
+    problem = output_problem(target)  # before the gate's minutes of scoring
+    if problem:
+        raise ReleaseError(problem)
+    # The plot too: a failed release removes what it wrote, so it must only ever remove
+    # files it created itself.
+    for path in (target, out_dir / plot_name(version)):
+        if path.exists():
+            raise ReleaseError(f"{path} already exists; a release is never overwritten")
     try:
         recorded = card_sha256(target)
     except WeightsError as exc:
@@ -96,16 +109,7 @@ def write_release_weights(
     The file is written beside the target and linked into place, so an existing release is
     never replaced, even by a concurrent run.
     """
-    try:
-        with safe_open(str(candidate), framework="pt") as fh:
-            metadata = dict(fh.metadata() or {})
-        state = load_file(str(candidate))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{candidate} is not a readable safetensors file: {exc}") from exc
-    if metadata.get("format") != FORMAT_TAG:
-        raise WeightsError(
-            f"{candidate.name} is not a humanmade weights file (format tag missing)."
-        )
+    metadata, state = read_safetensors(candidate)
     metadata |= {
         "version": version,
         "released_at": datetime.now(UTC).date().isoformat(),
@@ -116,6 +120,7 @@ def write_release_weights(
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         save_file(state, str(partial), metadata=metadata)
+        make_readable(partial)  # the web workers that load it may run as another user
         try:
             os.link(partial, target)
         except FileExistsError:
@@ -228,6 +233,33 @@ def append_to_card(card: Path, section: str) -> None:
 # --------------------------------------------------------------------------- command line
 
 
+def write_release(
+    args: argparse.Namespace, version: str, target: Path, result: GateResult
+) -> tuple[str, Path]:
+    """Weights, plot and card section; returns (sha256, plot path).
+
+    The card is written last: its sha256 line is what makes the weights a release. Until
+    then a failure (or Ctrl-C) removes the weights and plot written so far; left behind,
+    they would block a retry of the version ("already exists") and load unverified.
+    """
+    written: list[Path] = []
+    try:
+        sha, metadata = write_release_weights(
+            args.candidate, target, version, result.current.version, result.current.sha256
+        )
+        written.append(target)
+        plot = args.out_dir / plot_name(version)
+        written.append(plot)
+        write_gate_plot(result, plot)
+        section = card_section(version, sha, metadata, result, plot.name, args.notes)
+        append_to_card(args.out_dir / MODEL_CARD_NAME, section)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return sha, plot
+
+
 def _deploy_hint(path: Path) -> str:
     return (
         "To deploy: set HUMANMADE['WEIGHTS'] = "
@@ -264,17 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if file_sha256(args.candidate) != result.candidate.sha256:
             raise ReleaseError(f"{args.candidate} changed while it was being gated; run again")
-        sha, metadata = write_release_weights(
-            args.candidate, target, version, result.current.version, result.current.sha256
-        )
-        plot = write_gate_plot(result, args.out_dir / f"gate-{version}.png")
-        section = card_section(version, sha, metadata, result, plot.name, args.notes)
-        append_to_card(args.out_dir / MODEL_CARD_NAME, section)
+        sha, plot = write_release(args, version, target, result)
     except (ReleaseError, WeightsError) as exc:
         _error(str(exc))
         return EXIT_USAGE
     except OSError as exc:
-        _error(f"cannot write the release into {args.out_dir}: {exc}")
+        _error(f"cannot write the release into {args.out_dir} (nothing was kept): {exc}")
         return EXIT_USAGE
     try:
         loaded = load_weights(target)

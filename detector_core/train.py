@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
+from .argtypes import int_at_least
 from .calibration import Calibration, fit_calibration
 from .data import (
     DATASET_ENV,
@@ -56,7 +57,7 @@ from .feedback import (
 )
 from .model import ModelConfig, PatchModel, build_model, count_parameters
 from .verdict import BandCutoffs
-from .weights import LoadedWeights, load_weights, save_weights
+from .weights import LoadedWeights, load_weights, output_problem, save_weights
 
 VERSION = "0.1.0"
 # Fine-tuning defaults: a few gentle epochs, so the base model's general knowledge survives.
@@ -233,19 +234,6 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="humanmade train", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -278,24 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--epochs",
-        type=_int_at_least(1),
+        type=int_at_least(1),
         default=None,
         help=f"default {TrainConfig.epochs} ({FINETUNE_EPOCHS} with --base)",
     )
     parser.add_argument(
-        "--samples-per-epoch", type=_int_at_least(1), default=TrainConfig.samples_per_epoch
+        "--samples-per-epoch", type=int_at_least(1), default=TrainConfig.samples_per_epoch
     )
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=TrainConfig.batch_size)
+    parser.add_argument("--batch-size", type=int_at_least(1), default=TrainConfig.batch_size)
     parser.add_argument(
         "--workers",
-        type=_int_at_least(0),
+        type=int_at_least(0),
         default=TrainConfig.workers,
         help="data loader worker processes (0: load in the main process)",
     )
-    parser.add_argument("--threads", type=_int_at_least(1), default=TrainConfig.threads)
+    parser.add_argument("--threads", type=int_at_least(1), default=TrainConfig.threads)
     parser.add_argument(
         "--limit",
-        type=_int_at_least(0),
+        type=int_at_least(0),
         default=0,
         help="use only N shared train (and N val) images (smoke runs)",
     )
@@ -308,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--crop",
-        type=_int_at_least(32),
+        type=int_at_least(32),
         default=None,
         help=f"training crop in px (default {AugmentConfig.crop}, or the tile size if smaller); "
         "at most the model's tile size",
@@ -320,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"default {TrainConfig.lr:g} ({FINETUNE_LR:g} with --base)",
     )
     parser.add_argument("--p-jpeg", type=float, default=AugmentConfig.p_jpeg)
+    # Added after v0.1.0 was trained; set all three to 0 to reproduce its recipe.
+    parser.add_argument("--p-low-jpeg", type=float, default=AugmentConfig.p_low_jpeg)
+    parser.add_argument("--p-colour", type=float, default=AugmentConfig.p_colour)
+    parser.add_argument("--p-screenshot", type=float, default=AugmentConfig.p_screenshot)
     parser.add_argument(
         "--feedback-share",
         type=float,
@@ -342,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--twins",
-        type=_int_at_least(0),
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="add AI-decoded twins of N human train images (aligned fakes; needs the "
@@ -384,7 +376,14 @@ def _config(args: argparse.Namespace, base_weights: LoadedWeights | None) -> Tra
         threads=args.threads,
         seed=args.seed,
         model=model,
-        augment=replace(base.augment, crop=crop, p_jpeg=args.p_jpeg),
+        augment=replace(
+            base.augment,
+            crop=crop,
+            p_jpeg=args.p_jpeg,
+            p_low_jpeg=args.p_low_jpeg,
+            p_colour=args.p_colour,
+            p_screenshot=args.p_screenshot,
+        ),
     )
 
 
@@ -399,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             base_weights = load_weights(args.base)
         except WeightsError as exc:
             return _usage_error(str(exc))
+    # Checked now, not after hours of training; --out defaults to the committed release,
+    # which is also the usual --base.
+    problem = output_problem(args.out, args.base)
+    if problem:
+        return _usage_error(f"--out: {problem}")
     try:
         cfg = _config(args, base_weights)
         mix_cfg = MixConfig(args.feedback_share, args.confident_cap, args.confident_weight)
@@ -548,17 +552,21 @@ def main(argv: list[str] | None = None) -> int:
         extra["parent_sha256"] = base_weights.sha256
     if feedback_meta:
         extra["feedback"] = json.dumps(feedback_meta)
-    sha = save_weights(
-        args.out,
-        model,
-        calibration,
-        version,
-        cfg.tile_size,
-        extra=extra,
-        # A fine-tune keeps the cut-offs its base was released with; `humanmade calibrate`
-        # is the tool that moves them.
-        cutoffs=base_weights.cutoffs if base_weights is not None else None,
-    )
+    try:
+        sha = save_weights(
+            args.out,
+            model,
+            calibration,
+            version,
+            cfg.tile_size,
+            extra=extra,
+            # A fine-tune keeps the cut-offs its base was released with; `humanmade calibrate`
+            # is the tool that moves them.
+            cutoffs=base_weights.cutoffs if base_weights is not None else None,
+        )
+    except OSError as exc:
+        print(f"humanmade train: error: the trained model was not saved: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out} (version {version}) sha256 {sha}", flush=True)
     if not math.isfinite(calibration.temperature):
         print("warning: calibration diverged", flush=True)

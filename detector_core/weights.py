@@ -98,9 +98,69 @@ def save_weights(
     if cutoffs is not None:
         metadata["cutoffs"] = json.dumps({"human": cutoffs.human, "ai": cutoffs.ai})
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
+    # Written beside the target and moved into place: an interrupted or failed write (disk
+    # full, Ctrl-C after hours of training) must not leave a truncated file where the
+    # previous weights were.
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        save_file(state, str(partial), metadata=metadata)
+        make_readable(partial)
+        os.replace(partial, path)
+    except SafetensorError as exc:  # the Rust writer reports I/O errors as its own type
+        raise OSError(f"cannot write {path}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
     return file_sha256(path)
+
+
+def make_readable(path: Path) -> None:
+    """Give `path` the mode a normal new file gets (0666 less the umask).
+
+    safetensors (0.8) creates files 0600: weights written by one user, then deployed to web
+    workers running as another, would fail to load with "permission denied".
+    """
+    umask = os.umask(0)  # the only way to read it before Python 3.13 (os.umask sets it)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def output_problem(path: Path, *inputs: Path | None) -> str | None:
+    """Why new weights cannot be written to `path`, or None; for checking before long work.
+
+    `inputs` are the weights the command reads: writing over one would destroy the model the
+    new one derives from (and break the sha256 its model card records).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; give the file name of the new weights (.safetensors)"
+    for source in inputs:
+        if source is not None and path.resolve() == Path(source).resolve():
+            return f"{path} is the input weights; write the new weights to another file"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {path.parent}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write to {folder} (permission denied)"
+    return None
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a humanmade weights file, unverified; WeightsError if unusable."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+    if metadata.get("format") != FORMAT_TAG:
+        raise WeightsError(f"{path.name} is not a humanmade weights file (format tag missing).")
+    return metadata, state
 
 
 def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeights:
@@ -129,16 +189,7 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
             f"{path.name} does not match its recorded sha256 (expected {expected[:12]}…, "
             f"got {actual[:12]}…): the file is damaged or not the released one."
         )
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = dict(fh.metadata() or {})
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path.name} is not a readable safetensors file: {exc}") from exc
-    if metadata.get("format") != FORMAT_TAG:
-        raise WeightsError(f"{path.name} is not a humanmade weights file (format tag missing).")
+    metadata, state = read_safetensors(path)
     try:
         model = build_model(ModelConfig.from_json(metadata["config"]))
         model.load_state_dict(state, strict=True)

@@ -559,3 +559,105 @@ def test_api_shows_the_rescore_fields(cms, new_weights, run_commits):
     assert body["previous_probability"] == old_probability
     assert body["rescored_at"]
     assert body["band"] == "uncertain" and body["status"] == "needs_review"
+
+
+# --- bad input and interrupted runs ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_export_into_a_file_or_an_unwritable_place_is_a_clear_error(
+    cms, run_commits, tmp_path, monkeypatch
+):
+    detection = _scored(run_commits, seed=110)
+    services.record_review(detection, _user("r", "review_detection"), "human_made")
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    with pytest.raises(CommandError, match="exists and is not a folder"):
+        call_command("humanmade_export", str(a_file))
+
+    def denied(self, data):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", denied)
+    with pytest.raises(CommandError, match="Cannot write .*Permission denied"):
+        call_command("humanmade_export", str(tmp_path / "out"), stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_an_interrupted_export_is_repaired_by_the_next_run(cms, run_commits, tmp_path):
+    detection = _scored(run_commits, seed=111)
+    services.record_review(detection, _user("r", "review_detection"), "ai_generated")
+    out = tmp_path / "out"
+    (row,) = _export(out)[0]
+    image = out / row["file"]
+    good = image.read_bytes()
+    image.write_bytes(good[:20])  # what a killed run used to leave behind
+    (out / "manifest.csv").write_text("file,split,la")
+    rows, _, stderr = _export(out)
+    assert image.read_bytes() == good
+    assert [r["file"] for r in rows] == [row["file"]]
+    assert "no longer lists" not in stderr
+    assert not [p for p in out.rglob(".*partial*")]
+
+
+@pytest.mark.django_db
+def test_a_narrower_rerun_warns_that_earlier_rows_leave_the_manifest(cms, run_commits, tmp_path):
+    reviewer = _user("r", "review_detection")
+    old, new = _scored(run_commits, seed=112), _scored(run_commits, seed=113)
+    for detection in (old, new):
+        services.record_review(detection, reviewer, "human_made")
+    Detection.objects.filter(pk=old.pk).update(reviewed_at="2020-01-01T00:00:00Z")
+    out = tmp_path / "out"
+    assert len(_export(out)[0]) == 2
+    rows, _, stderr = _export(out, "--since", "2021-01-01")
+    assert [r["sha256"] for r in rows] == [new.sha256]
+    assert "1 image(s) of the previous manifest" in stderr and "no longer lists" in stderr
+
+
+@pytest.mark.django_db
+def test_rescore_keeps_the_verdict_when_the_stored_bytes_changed(
+    cms, new_weights, run_commits, tmp_path
+):
+    """A storage that overwrites in place: the decision was about the bytes people saw."""
+    reviewer = _user("r", "review_detection")
+    detection = _scored(run_commits, seed=114)
+    services.record_review(detection, reviewer, "human_made")
+    detection.refresh_from_db()
+    before = (detection.sha256, detection.probability, detection.band, detection.model_version)
+    with open(detection.upload.path, "wb") as fh:
+        fh.write(png(115))
+
+    cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights)}
+    stdout, stderr = _rescore()
+    assert "1 failed (old verdict kept)" in stdout
+    assert "stored file changed since it was scored" in stderr
+    detection.refresh_from_db()
+    after = (detection.sha256, detection.probability, detection.band, detection.model_version)
+    assert after == before
+    assert (detection.status, detection.decision) == ("reviewed", "human_made")
+    # So the export still sees the mismatch and does not pin the decision on other bytes.
+    rows, _, stderr = _export(tmp_path / "out")
+    assert rows == [] and "stored file changed" in stderr
+
+
+@pytest.mark.django_db
+def test_rescore_with_an_unreachable_broker_is_a_clear_error(
+    cms, new_weights, run_commits, monkeypatch
+):
+    from kombu.exceptions import OperationalError
+
+    first, second = _scored(run_commits, seed=116), _scored(run_commits, seed=117)
+    cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights), "IN_PROCESS": False}
+    sent = []
+
+    def publish(pk: int) -> None:
+        if sent:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        sent.append(pk)
+
+    monkeypatch.setattr(services, "dispatch_rescore", publish)
+    with pytest.raises(CommandError, match=r"Queued 1 of 2 image\(s\), then the Celery broker"):
+        _rescore()
+    assert sent == [first.pk]
+    second.refresh_from_db()
+    assert second.model_version == "test-0"

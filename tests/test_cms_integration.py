@@ -1,5 +1,6 @@
 """End to end: the demo app on PostgreSQL, a real Celery worker on Redis, an upload through
-the REST API, and the result landing in the database.
+the REST API, and the result landing in the database; then new weights are deployed (the
+worker restarted on them) and `manage.py humanmade_rescore` queues the re-scoring for it.
 
 Needs Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, database `test`); override
 with HUMANMADE_TEST_REDIS_URL / HUMANMADE_TEST_DATABASE_URL. Skips where they are not
@@ -18,10 +19,16 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import pytest
+import torch
 from conftest import IN_CI, encode, make_image
+
+from detector_core.calibration import Calibration
+from detector_core.model import LocalTraceNet, ModelConfig
+from detector_core.weights import save_weights
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("HUMANMADE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -98,9 +105,28 @@ def _request(url: str, token: str, body: bytes | None = None, content_type: str 
             return exc.code, dict(exc.headers), {"body": text[:2000]}
 
 
+@pytest.fixture(scope="session")
+def new_weights(tmp_path_factory) -> Path:
+    """Another tiny network (other random weights), released as version "test-1"."""
+    torch.manual_seed(1)
+    model = LocalTraceNet(ModelConfig(widths=(4, 8, 8), strides=(2, 2)))
+    model.eval()
+    folder = tmp_path_factory.mktemp("new-weights")
+    path = folder / "tiny-v1.safetensors"
+    sha = save_weights(path, model, Calibration(1.0, 0.0), "test-1", tile_size=64)
+    (folder / "README.md").write_text(
+        f"# tiny test model v1\n\n- sha256 of `{path.name}`: `{sha}`\n"
+    )
+    return path
+
+
 @pytest.fixture
 def stack(tmp_path, tiny_weights):
-    """migrate + a user with a token, a Celery worker, and the web app, all on PG/Redis."""
+    """migrate + a user with a token, a Celery worker, and the web app, all on PG/Redis.
+
+    `stack["start"](name, command, env)` starts a further process (say, a worker on other
+    weights); every process started is stopped at teardown, whatever the test's outcome.
+    """
     _require_services()
     queue = f"humanmade-test-{uuid.uuid4().hex[:8]}"
     env = {
@@ -126,20 +152,23 @@ def stack(tmp_path, tiny_weights):
     assert setup.returncode == 0, setup.stderr[-3000:]
     token = setup.stdout.strip().splitlines()[-1]
     port = _free_port()
-    logs = {name: (tmp_path / f"{name}.log").open("w+") for name in ("worker", "web")}
-    commands = {
-        "worker": [
-            *(sys.executable, "-m", "celery", "-A", "demo_site", "worker", "-Q", queue),
-            *("--pool=solo", "--without-gossip", "--without-mingle", "--without-heartbeat"),
-            "--loglevel=info",
-        ],
-        "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-    }
-    procs = {
-        name: subprocess.Popen(cmd, cwd=REPO, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
-        for name, cmd in commands.items()
-    }
+    procs: dict[str, subprocess.Popen] = {}
+    logs: dict[str, TextIO] = {}
+
+    def start(name: str, command: list[str], proc_env: dict[str, str]) -> subprocess.Popen:
+        logs[name] = (tmp_path / f"{name}.log").open("w+")
+        procs[name] = subprocess.Popen(
+            command, cwd=REPO, env=proc_env, stdout=logs[name], stderr=subprocess.STDOUT
+        )
+        return procs[name]
+
     try:
+        start("worker", _worker_command(queue, "worker"), env)
+        start(
+            "web",
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env,
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -149,47 +178,140 @@ def stack(tmp_path, tiny_weights):
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.3)
-        yield {"base": base, "token": token, "procs": procs, "logs": logs}
+        yield {
+            "base": base,
+            "token": token,
+            "queue": queue,
+            "env": env,
+            "procs": procs,
+            "logs": logs,
+            "start": start,
+        }
     finally:
         for proc in procs.values():
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc in procs.values():
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
         for log in logs.values():
             log.close()
 
 
-def _tail(log) -> str:
+def _worker_command(queue: str, name: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "celery", "-A", "demo_site", "worker", "-Q", queue),
+        *("--hostname", f"{name}@%h"),
+        *("--pool=solo", "--without-gossip", "--without-mingle", "--without-heartbeat"),
+        "--loglevel=info",
+    ]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()  # a warm shutdown: the solo pool finishes its task, consumes no more
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _rows(ids: list[int]) -> dict[int, dict]:
+    """The Detections' verdict columns, read straight from PostgreSQL."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(DATABASE_URL, row_factory=dict_row, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT id, status, probability, band, model_version, previous_probability,"
+            " previous_band, previous_model_version, rescored_at"
+            " FROM cms_plugin_detection WHERE id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+    return {row["id"]: row for row in rows}
+
+
+def _tail(log: TextIO) -> str:
     log.flush()
     log.seek(0)
     return log.read()[-12000:]
 
 
-def test_upload_through_the_api_is_scored_by_a_celery_worker(stack):
-    data = encode(make_image(128, 96, seed=21))
-    body, content_type = _multipart("file", "upload.png", data)
-    status, headers, created = _request(
-        f"{stack['base']}/api/detections/", stack["token"], body, content_type
-    )
-    assert status == 202, (created, _tail(stack["logs"]["web"]))
-    assert created["status"] == "pending"  # queued for the worker, not scored in the request
-    location = headers["Location"]
+def test_upload_through_the_api_is_scored_by_a_celery_worker(stack, new_weights):
+    created = []
+    for seed in (21, 22):
+        body, content_type = _multipart("file", "upload.png", encode(make_image(128, 96, seed)))
+        status, headers, detection = _request(
+            f"{stack['base']}/api/detections/", stack["token"], body, content_type
+        )
+        assert status == 202, (detection, _tail(stack["logs"]["web"]))
+        assert detection["status"] == "pending"  # queued for the worker, not scored in the request
+        created.append((headers["Location"], detection))
 
+    results = []
     deadline = time.monotonic() + 120
-    result = created
-    while time.monotonic() < deadline and result["status"] in ("pending", "scoring"):
-        assert stack["procs"]["worker"].poll() is None, _tail(stack["logs"]["worker"])
-        time.sleep(0.5)
-        _, _, result = _request(location, stack["token"])
-    assert result["status"] in ("needs_review", "scored"), (
-        result,
-        _tail(stack["logs"]["worker"]),
-    )
-    assert result["model_version"] == "test-0"
-    assert 0.0 <= result["probability"] <= 1.0
-    assert result["band"] in ("likely_human", "uncertain", "likely_ai")
-    assert result["evidence"]["image"]["sha256"] == created["sha256"]
+    for location, result in created:
+        while time.monotonic() < deadline and result["status"] in ("pending", "scoring"):
+            assert stack["procs"]["worker"].poll() is None, _tail(stack["logs"]["worker"])
+            time.sleep(0.3)
+            _, _, result = _request(location, stack["token"])
+        results.append(result)
+    for (_, detection), result in zip(created, results, strict=True):
+        assert result["status"] in ("needs_review", "scored"), (
+            result,
+            _tail(stack["logs"]["worker"]),
+        )
+        assert result["model_version"] == "test-0"
+        assert 0.0 <= result["probability"] <= 1.0
+        assert result["band"] in ("likely_human", "uncertain", "likely_ai")
+        assert result["evidence"]["image"]["sha256"] == detection["sha256"]
     assert "cms_plugin.score_detection" in _tail(stack["logs"]["worker"])
+
+    # Deploy new weights: a worker on them takes over the queue. It is started before the
+    # old one stops, so that its start-up overlaps the old one's shutdown; nothing is queued
+    # until the old worker has exited, so only the new one can take the re-scoring.
+    ids = [result["id"] for result in results]
+    before = _rows(ids)
+    assert {pk: before[pk]["probability"] for pk in ids} == {
+        r["id"]: r["probability"] for r in results
+    }
+    new_env = {**stack["env"], "HUMANMADE_WEIGHTS": str(new_weights)}
+    new_worker = stack["start"](
+        "worker-test-1", _worker_command(stack["queue"], "worker-test-1"), new_env
+    )
+    _stop(stack["procs"]["worker"])
+
+    rescore = subprocess.run(
+        [sys.executable, "manage.py", "humanmade_rescore"],
+        cwd=REPO,
+        env=new_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rescore.returncode == 0, rescore.stdout + rescore.stderr[-3000:]
+    assert "Queued" in rescore.stdout and "with model test-1" in rescore.stdout, rescore.stdout
+    assert f"on queue {stack['queue']!r}" in rescore.stdout, rescore.stdout
+
+    deadline = time.monotonic() + 90
+    rows = _rows(ids)
+    while time.monotonic() < deadline and any(
+        row["model_version"] != "test-1" for row in rows.values()
+    ):
+        assert new_worker.poll() is None, _tail(stack["logs"]["worker-test-1"])
+        time.sleep(0.3)
+        rows = _rows(ids)
+    for pk in ids:
+        row, old = rows[pk], before[pk]
+        assert row["model_version"] == "test-1", (row, _tail(stack["logs"]["worker-test-1"]))
+        assert row["previous_model_version"] == "test-0", row
+        assert row["previous_probability"] == old["probability"], (row, old)
+        assert row["previous_band"] == old["band"], (row, old)
+        assert row["rescored_at"] is not None, row
+        assert 0.0 <= row["probability"] <= 1.0, row
+    log = _tail(stack["logs"]["worker-test-1"])
+    assert "Task cms_plugin.rescore_detection[" in log, log
+    assert "Task cms_plugin.rescore_detection[" not in _tail(stack["logs"]["worker"])

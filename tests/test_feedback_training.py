@@ -583,7 +583,7 @@ def test_calibrate_refuses_too_few_reviewer_images(tiny_weights, tmp_path, capsy
         )
         == 2
     )
-    assert "--out must differ" in capsys.readouterr().err
+    assert "is the input weights" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- weights and Detector
@@ -632,3 +632,95 @@ def test_weights_without_or_with_bad_cutoffs(tmp_path):
     )
     with pytest.raises(WeightsError, match="inconsistent contents"):
         load_weights(bad, sha)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_manifests_saved_with_a_bom_are_read(tmp_path):
+    """Spreadsheets save CSV with a byte-order mark; it used to hide the `file` column."""
+    folder = make_export(tmp_path / "exp", spec("train", "reviewer", 1))
+    shared = make_shared(tmp_path / "shared", {"train": 1})
+    for manifest in (folder / "manifest.csv", shared / "manifest.csv"):
+        manifest.write_bytes(b"\xef\xbb\xbf" + manifest.read_bytes())
+    assert [r.label for r in read_export(folder)] == ["human", "ai"]
+    assert [r.file for r in read_manifest(shared)] == ["train/human/0.png", "train/ai/0.png"]
+
+
+def test_train_refuses_to_write_over_its_base_or_into_a_folder(
+    tiny_weights, export, tmp_path, capsys
+):
+    """Checked before any training: --out defaults to the release, which is the usual --base."""
+    base = tmp_path / "base" / "w.safetensors"
+    base.parent.mkdir()
+    base.write_bytes(tiny_weights.read_bytes())
+    (base.parent / "README.md").write_text(
+        f"- sha256 of `w.safetensors`: `{file_sha256(tiny_weights)}`\n"
+    )
+    before = base.read_bytes()
+    assert train.main(_quick("--base", str(base), "--add", str(export), "--out", str(base))) == 2
+    assert "is the input weights" in capsys.readouterr().err
+    assert base.read_bytes() == before
+    load_weights(base)  # still the released file its card describes
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert train.main(_quick("--base", str(base), "--add", str(export), "--out", str(folder))) == 2
+    assert "is a folder" in capsys.readouterr().err
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    out = not_a_folder / "w.safetensors"
+    assert train.main(_quick("--base", str(base), "--add", str(export), "--out", str(out))) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "Traceback" not in err
+
+
+def test_calibrate_refuses_an_output_folder(tiny_weights, export, tmp_path, capsys):
+    args = ["--weights", str(tiny_weights), "--add", str(export), "--out", str(tmp_path)]
+    assert calibrate.main([*args, "--min-per-class", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "Traceback" not in err
+
+
+def test_a_failed_save_keeps_the_previous_weights(tiny_weights, tmp_path, monkeypatch):
+    """save_weights writes beside the target and moves it into place."""
+    import detector_core.weights as weights_module
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(tiny_weights.read_bytes())
+    model = load_weights(tiny_weights).model
+
+    def disk_full(state, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights_module, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_weights(path, model, Calibration(), "v", 64)
+    assert path.read_bytes() == tiny_weights.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+def test_number_options_are_checked_by_argparse(capsys):
+    from detector_core.argtypes import fraction, int_at_least
+
+    assert int_at_least(0)("0") == 0 and fraction("1") == 1.0
+    for bad in (["--fpr-target", "nan"], ["--fpr-target", "1.5"], ["--min-per-class", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            calibrate.build_parser().parse_args(["--add", "x", "--out", "y", *bad])
+        assert exit_info.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_saved_weights_are_readable_by_other_users(tiny_weights, tmp_path):
+    """safetensors creates 0600 files; web workers often run as another user."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "w.safetensors"
+        save_weights(path, load_weights(tiny_weights).model, Calibration(), "v", 64)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -281,6 +281,26 @@ def test_decide_at_the_margin():
     assert reason.startswith("human images in likely_ai on h rose from 0.0000 to 0.0200")
 
 
+def test_a_candidate_scoring_nan_is_refused(models, dataset, tmp_path):
+    """Diverged weights score NaN, which compares false with every cut-off: no false
+    positives, and an AUC from meaningless ranks. Judged against the worst model (AUC 0),
+    the figures alone would call it an improvement."""
+    model = load_weights(models["same"]).model
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    path = tmp_path / "nan.safetensors"
+    save_weights(path, model, Calibration(1.0, 0.0), "cand-nan", SIZE)
+    result = run_gate(models["negated"], path, [shared_eval_set(dataset)])
+    assert not result.accepted
+    (reason,) = result.reasons
+    assert reason.startswith(f"the candidate scored 16 image(s) of {SHARED_SET} as NaN")
+    assert result.rows[0].candidate.non_finite == 16
+    assert result.rows[0].current.non_finite == 0
+    # The other way round the comparison is unreliable, and says so.
+    reverse = run_gate(path, models["same"], [shared_eval_set(dataset)])
+    assert any("current model scored 16 image(s) as NaN" in w for w in reverse.warnings)
+
+
 def test_export_gates_on_reviewer_heldout_rows_only(models, export):
     eval_set = export_eval_set(export)
     assert len(eval_set.rows) == 6
@@ -517,3 +537,56 @@ def test_release_missing_candidate(capsys, models, dataset, tmp_path):
         *("--version", "1", "--out-dir", str(tmp_path / "rel"), "--data", str(dataset)),
     )
     assert code == 2 and "No weights at" in err and err.count("\n") == 1
+
+
+def test_a_release_that_fails_part_way_leaves_nothing_and_can_be_retried(
+    capsys, models, dataset, tmp_path, monkeypatch
+):
+    """Weights without their card line load unverified and block the version; they go."""
+    import detector_core.release as release_module
+
+    out_dir = tmp_path / "rel"
+
+    def disk_full(card: Path, section: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(release_module, "append_to_card", disk_full)
+    code, _, err = _release(capsys, models, dataset, out_dir, "same", "0.4.0")
+    assert code == 2 and "No space left" in err and "nothing was kept" in err
+    assert list(out_dir.iterdir()) == []
+
+    def interrupted(result, path: Path) -> Path:
+        path.write_bytes(b"half a png")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(release_module, "write_gate_plot", interrupted)
+    code, _, _ = _release(capsys, models, dataset, out_dir, "same", "0.4.0")
+    assert code == 130  # Ctrl-C
+    assert list(out_dir.iterdir()) == []
+
+    monkeypatch.undo()
+    code, _, err = _release(capsys, models, dataset, out_dir, "same", "0.4.0")
+    assert code == 0, err
+    target = out_dir / "humanmade-0.4.0.safetensors"
+    assert load_weights(target).version == "0.4.0"
+    # Not safetensors' 0600: the web workers that load it may run as another user.
+    assert target.stat().st_mode & 0o044 == 0o044
+
+
+def test_release_never_overwrites_a_gate_plot_and_checks_the_folder_first(
+    capsys, models, dataset, tmp_path
+):
+    out_dir = tmp_path / "rel"
+    out_dir.mkdir()
+    plot = out_dir / "gate-0.5.0.png"
+    plot.write_bytes(b"someone else's plot")
+    code, out, err = _release(capsys, models, dataset, out_dir, "same", "0.5.0")
+    assert code == 2 and f"{plot} already exists" in err
+    assert "ACCEPTED" not in out  # refused before the gate's scoring
+    assert plot.read_bytes() == b"someone else's plot"
+    assert sorted(p.name for p in out_dir.iterdir()) == [plot.name]
+
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    code, out, err = _release(capsys, models, dataset, a_file, "same", "0.5.0")
+    assert code == 2 and "is not a folder" in err and "ACCEPTED" not in out

@@ -7,13 +7,17 @@ plus `label_origin` ("reviewer" or "confident_score"), `model_version` and `sha2
 (`int(sha256[:8], 16) % 100 < --val-percent`), so the same image always lands on the same
 side, run after run. Which images may be exported and with which label: `cms_plugin.export`.
 Running it again adds new images and rewrites the manifest; files already written are kept.
-`--dry-run` lists what would be written and writes nothing.
+Files and the manifest are written to a temporary name and moved into place, so an interrupted
+run leaves no truncated image or manifest behind. `--dry-run` lists what would be written and
+writes nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -112,6 +116,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"--since {options['since']!r} is not a date (YYYY-MM-DD).", returncode=2
                 )
+        if not dry_run and folder.exists() and not folder.is_dir():
+            raise CommandError(f"{folder} exists and is not a folder.", returncode=2)
         try:
             plan = plan_export(
                 export_fields=humanmade_settings.EXPORT_FIELDS,
@@ -164,17 +170,22 @@ class Command(BaseCommand):
                     )
                 )
             else:
-                target = folder / row["file"]
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
+                _write_image(folder / row["file"], data, sha256)
             rows.append(row)
+        dropped = _no_longer_listed(folder / "manifest.csv", rows)
+        if dropped:
+            # Usually --since narrower than the run that wrote the folder: the new manifest
+            # replaces the old one, so those images would silently stop being trained on.
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{dropped} image(s) of the previous manifest in {folder} are not in this "
+                    "export (before --since, no longer allowed by EXPORT_FIELDS, or their "
+                    "label or split changed); their files stay but the manifest no longer "
+                    "lists them. Export into a new folder to keep both sets."
+                )
+            )
         if not dry_run:
-            folder.mkdir(parents=True, exist_ok=True)
-            with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
+            _write_manifest(folder / "manifest.csv", rows)
         self.stdout.write(self.style.SUCCESS(_summary(rows, folder, skipped, dry_run)))
 
     def _row(
@@ -208,6 +219,51 @@ class Command(BaseCommand):
             "model_version": detection.model_version,
             "sha256": sha256,
         }
+
+
+def _replace_atomically(target: Path, data: bytes) -> None:
+    """Write `data` to `target` through a temporary file, so a reader never sees half of it.
+
+    OSError (permissions, disk full, a file where a folder should be) becomes a CommandError:
+    the export stops with the reason instead of a traceback.
+    """
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except OSError as exc:
+        raise CommandError(f"Cannot write {target}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _write_image(target: Path, data: bytes, sha256: str) -> None:
+    """The image's bytes at `target`, unless an earlier run already wrote exactly them."""
+    try:
+        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256:
+            return
+    except OSError:
+        pass  # unreadable: write it again
+    _replace_atomically(target, data)
+
+
+def _no_longer_listed(manifest: Path, rows: list[dict[str, Any]]) -> int:
+    """How many files the existing manifest lists that `rows` will not (0 without one)."""
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            previous = {row.get("file") for row in csv.DictReader(fh)}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    return len(previous - {row["file"] for row in rows} - {None, ""})
+
+
+def _write_manifest(target: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    _replace_atomically(target, buffer.getvalue().encode("utf-8"))
 
 
 def _evidence(candidate: Candidate) -> str:

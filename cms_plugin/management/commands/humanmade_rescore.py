@@ -61,8 +61,7 @@ class Command(BaseCommand):
             self._dry_run(ids, total, version)
             return
         if not services.runs_in_process():
-            for pk in ids:
-                services.dispatch_rescore(pk)
+            self._queue(ids)
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Queued {len(ids)} of {total} image(s) for re-scoring with model {version} "
@@ -82,6 +81,22 @@ class Command(BaseCommand):
                 if outcome == "rescored":
                     rescored.append(pk)
         self._summary(rescored, outcomes, total - len(ids), version)
+
+    def _queue(self, ids: list[int]) -> None:
+        from kombu.exceptions import OperationalError
+
+        queued = 0
+        try:
+            for pk in ids:
+                services.dispatch_rescore(pk)
+                queued += 1
+        except (OperationalError, OSError) as exc:
+            # Nothing is lost: what was queued runs, the rest is selected again next time.
+            raise CommandError(
+                f"Queued {queued} of {len(ids)} image(s), then the Celery broker could not "
+                f"be reached ({exc}). Run the command again once it is up; images already "
+                "re-scored are not selected twice."
+            ) from exc
 
     def _dry_run(self, ids: list[int], total: int, version: str) -> None:
         rows = Detection.objects.filter(pk__in=ids).select_related("content_type").order_by("pk")
