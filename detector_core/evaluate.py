@@ -33,7 +33,7 @@ from .calibration import (
     reliability_bins,
 )
 from .data import ManifestRow, default_dataset_dir, load_pixels, read_manifest
-from .detector import DEFAULT_MAX_TILES, image_logit
+from .detector import DEFAULT_MAX_TILES, Detector, image_logit
 from .metrics import roc_auc, roc_curve, tpr_at_fpr
 from .model import PatchModel
 from .tiling import MIN_SIDE
@@ -108,20 +108,27 @@ def robustness_report(
     tile_size: int,
     cutoffs: BandCutoffs,
     progress: bool = True,
+    detector: Detector | None = None,
 ) -> dict[str, dict]:
     """AUC and false-positive rate at `likely_ai` after each everyday transformation.
 
     Images that end up smaller than the detector's minimum side are left out of that row.
+    With a `detector`, the human images are also scored as the product scores them (the
+    stability check included, provenance left out: the pixels are what is being tested),
+    which gives the rate at which people would actually see `likely_ai` on human work.
     """
     out = {}
     for name, transform in ROBUSTNESS.items():
-        keep, logits = [], []
+        keep, logits, human_images = [], [], []
         for i, array in enumerate(tqdm(arrays, desc=name, unit="img", disable=not progress)):
-            pixels = np.asarray(transform(Image.fromarray(array)), dtype=np.uint8)
+            image = transform(Image.fromarray(array))
+            pixels = np.asarray(image, dtype=np.uint8)
             if min(pixels.shape[:2]) < MIN_SIDE:
                 continue
             keep.append(i)
             logits.append(image_logit(model, pixels, tile_size, DEFAULT_MAX_TILES, _CPU)[0])
+            if detector is not None and rows[i].target == 0:
+                human_images.append(image)
         targets = np.array([rows[i].target for i in keep])
         probs = calibration.probability(np.array(logits))
         human = targets == 0
@@ -131,7 +138,21 @@ def robustness_report(
             "likely_ai_rate_on_human": float(np.mean(probs[human] >= cutoffs.ai)),
             "tpr_at_0.5": float(np.mean(probs[~human] >= 0.5)),
         }
+        if detector is not None:
+            out[name]["likely_ai_verdicts_on_human"] = _likely_ai_share(
+                detector, human_images, f"{name}, verdicts", progress
+            )
     return out
+
+
+def _likely_ai_share(
+    detector: Detector, images: Sequence[Image.Image], desc: str, progress: bool
+) -> float:
+    flagged = 0
+    for image in tqdm(images, desc=desc, unit="img", disable=not progress):
+        verdict = detector.score(image)
+        flagged += verdict.band == Band.LIKELY_AI
+    return flagged / max(1, len(images))
 
 
 def sample_rows(rows: list[ManifestRow], n: int, seed: int = 0) -> list[ManifestRow]:
@@ -348,13 +369,15 @@ def evaluate(
     cutoffs: BandCutoffs | None = None,
     progress: bool = True,
     robustness: bool = False,
+    verdicts: bool = False,
 ) -> tuple[dict, list[ManifestRow], np.ndarray]:
     """Score a split with the given weights; returns (report, rows, probabilities).
 
-    `robustness`: also score every image again after each transformation in `ROBUSTNESS`.
+    `robustness`: also score every image again after each transformation in `ROBUSTNESS`;
+    `verdicts`: there, also score the human images through the Detector (stability check).
     """
-    cutoffs = cutoffs or BandCutoffs()
     loaded = load_weights(weights or default_weights_path())
+    cutoffs = cutoffs or loaded.cutoffs
     data_dir = data_dir or default_dataset_dir()
     rows = sample_rows(read_manifest(data_dir, split), sample)
     if not rows:
@@ -369,8 +392,20 @@ def evaluate(
         "sampled": bool(sample and sample < len(read_manifest(data_dir, split))),
     }
     if robustness:
+        detector = (
+            Detector(loaded.path, expected_sha256=loaded.sha256, cutoffs=cutoffs, provenance=False)
+            if verdicts
+            else None
+        )
         report["robustness"] = robustness_report(
-            loaded.model, loaded.calibration, rows, arrays, loaded.tile_size, cutoffs, progress
+            loaded.model,
+            loaded.calibration,
+            rows,
+            arrays,
+            loaded.tile_size,
+            cutoffs,
+            progress,
+            detector,
         )
     return report, rows, loaded.calibration.probability(logits)
 
@@ -389,11 +424,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also score after JPEG q95/75/50, 0.5×/1.5× resize, centre crop, social chain",
     )
+    parser.add_argument(
+        "--verdicts",
+        action="store_true",
+        help="with --robustness: also score the human images through the Detector, stability "
+        "check included, and report how many verdicts say likely_ai (slow: 3 passes each)",
+    )
     args = parser.parse_args(argv)
+    if args.verdicts and not args.robustness:
+        parser.error("--verdicts goes with --robustness")
     if args.split == "train":
         print("note: 'train' figures say nothing about generalisation", file=sys.stderr)
     report, rows, probs = evaluate(
-        args.weights, args.data, args.split, args.sample, robustness=args.robustness
+        args.weights,
+        args.data,
+        args.split,
+        args.sample,
+        robustness=args.robustness,
+        verdicts=args.verdicts,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
@@ -417,11 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         f"  likely_ai band on human       {report['overall'].get('likely_ai_rate_on_human', 0):.4f}"
     )
     if "robustness" in report:
-        print(f"  {'robustness':34s} {'n':>4} {'AUC':>6} {'human in likely_ai':>19}")
+        print(
+            f"  {'robustness':34s} {'n':>4} {'AUC':>6} {'human in likely_ai':>19}"
+            + (f" {'…after stability check':>23}" if args.verdicts else "")
+        )
         for name, row in report["robustness"].items():
             print(
                 f"  {name:34s} {row['n']:>4} {row['auc']:>6.3f} "
                 f"{row['likely_ai_rate_on_human']:>19.3f}"
+                + (f" {row['likely_ai_verdicts_on_human']:>23.3f}" if args.verdicts else "")
             )
         plots.append(write_robustness_plot(report["robustness"], args.out))
     print(f"wrote {args.out / 'report.json'}, " + ", ".join(str(p) for p in plots))

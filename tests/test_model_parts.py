@@ -225,6 +225,30 @@ def test_robustness_report_on_a_tiny_model(tiny_weights):
     assert all(0.0 <= r["auc"] <= 1.0 for r in report.values() if r["n"] and not np.isnan(r["auc"]))
 
 
+def test_robustness_verdicts_count_what_people_would_see(tiny_weights):
+    from detector_core.detector import Detector
+    from detector_core.evaluate import robustness_report
+    from detector_core.weights import load_weights
+
+    loaded = load_weights(tiny_weights)
+    rows = [_row("ai" if i % 2 else "human", f"s{i}") for i in range(4)]
+    arrays = [np.asarray(make_image(96, 96, seed=i)) for i in range(4)]
+
+    def report(cutoffs: BandCutoffs) -> dict:
+        detector = Detector(tiny_weights, cutoffs=cutoffs, provenance=False)
+        return robustness_report(
+            loaded.model, loaded.calibration, rows, arrays, 64, cutoffs, False, detector
+        )
+
+    # Cut-offs that put every score in likely_ai: every human verdict is flagged, and the
+    # stability copies cannot flip a band that covers everything.
+    flagged = report(BandCutoffs(human=0.0, ai=1e-9))
+    assert all(r["likely_ai_verdicts_on_human"] == 1.0 for r in flagged.values())
+    assert all(r["likely_ai_rate_on_human"] == 1.0 for r in flagged.values())
+    none = report(BandCutoffs(human=0.0, ai=1.0))
+    assert all(r["likely_ai_verdicts_on_human"] == 0.0 for r in none.values())
+
+
 @pytest.mark.parametrize(
     ("generator", "family"),
     [
