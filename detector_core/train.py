@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--p-low-jpeg", type=float, default=AugmentConfig.p_low_jpeg)
     parser.add_argument("--p-colour", type=float, default=AugmentConfig.p_colour)
     parser.add_argument("--p-screenshot", type=float, default=AugmentConfig.p_screenshot)
+    parser.add_argument("--p-rescale", type=float, default=AugmentConfig.p_rescale)
     parser.add_argument(
         "--feedback-share",
         type=float,
@@ -383,6 +384,7 @@ def _config(args: argparse.Namespace, base_weights: LoadedWeights | None) -> Tra
             p_low_jpeg=args.p_low_jpeg,
             p_colour=args.p_colour,
             p_screenshot=args.p_screenshot,
+            p_rescale=args.p_rescale,
         ),
     )
 
