@@ -46,15 +46,25 @@ def png_bytes() -> bytes:
     return encode(make_image())
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A randomly initialised small network with a model card, tile size 64."""
-    torch.manual_seed(0)
+def write_tiny_weights(folder: Path, name: str, version: str, seed: int) -> Path:
+    """A randomly initialised small network (tile size 64) with a model card beside it."""
+    torch.manual_seed(seed)
     model = LocalTraceNet(ModelConfig(widths=(4, 8, 8), strides=(2, 2)))
     model.eval()
-    folder = tmp_path_factory.mktemp("weights")
-    path = folder / "tiny.safetensors"
-    sha = save_weights(path, model, Calibration(1.0, 0.0), "test-0", tile_size=64)
-    card = f"# tiny test model\n\n- sha256 of `tiny.safetensors`: `{sha}`\n"
-    (folder / "README.md").write_text(card)
+    path = folder / name
+    sha = save_weights(path, model, Calibration(1.0, 0.0), version, tile_size=64)
+    (folder / "README.md").write_text(f"# tiny test model\n\n- sha256 of `{name}`: `{sha}`\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """The tiny test network, version "test-0"."""
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"), "tiny.safetensors", "test-0", 0)
+
+
+@pytest.fixture(scope="session")
+def new_weights(tmp_path_factory) -> Path:
+    """Another tiny network (other random weights), released as version "test-1"."""
+    folder = tmp_path_factory.mktemp("new-weights")
+    return write_tiny_weights(folder, "tiny-v1.safetensors", "test-1", 1)

@@ -59,6 +59,18 @@ def browser():
         driver.quit()
 
 
+def _page_text_after(browser, expected: str) -> str:
+    """The page's text once `expected` shows: a click returns before the next page loads."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "body"), expected)
+    )
+    return browser.find_element(By.TAG_NAME, "body").text
+
+
 @pytest.mark.django_db(transaction=True)
 def test_reviewer_confirms_a_borderline_upload_in_the_admin(
     browser, live_server, settings, tiny_weights, tmp_path
@@ -80,20 +92,18 @@ def test_reviewer_confirms_a_borderline_upload_in_the_admin(
     browser.find_element(By.NAME, "username").send_keys("editor")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "Review queue" in body
+    body = _page_text_after(browser, "Review queue")
     assert "advisory" in body.lower()
     assert "needs review" in body
 
     browser.find_element(By.LINK_TEXT, str(detection.pk)).click()
-    assert "Confirm human-made" in browser.find_element(By.TAG_NAME, "body").text
+    _page_text_after(browser, "Confirm human-made")
     browser.find_element(By.ID, "hm-note").send_keys("the photographer sent the raw file")
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "cms_review_before.png"))
     browser.find_element(By.ID, "hm-confirm-human").click()
 
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "confirmed human-made" in body
+    _page_text_after(browser, "confirmed human-made")
     browser.save_screenshot(str(ARTIFACTS / "cms_review_done.png"))
     detection.refresh_from_db()
     assert detection.status == Detection.Status.REVIEWED

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from cms_support import ALL_AI, humanmade_conf, png
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -25,26 +24,8 @@ from django.urls import reverse
 from cms_plugin import services
 from cms_plugin.models import Detection
 from demo_site.models import NewsPhoto
-from detector_core.calibration import Calibration
-from detector_core.model import LocalTraceNet, ModelConfig
-from detector_core.weights import save_weights
 
 NEW_COLUMNS = ["label_origin", "model_version", "sha256"]
-
-
-@pytest.fixture(scope="session")
-def new_weights(tmp_path_factory) -> Path:
-    """Another tiny network (other random weights), released as version "test-1"."""
-    torch.manual_seed(1)
-    model = LocalTraceNet(ModelConfig(widths=(4, 8, 8), strides=(2, 2)))
-    model.eval()
-    folder = tmp_path_factory.mktemp("new-weights")
-    path = folder / "tiny-v1.safetensors"
-    sha = save_weights(path, model, Calibration(1.0, 0.0), "test-1", tile_size=64)
-    (folder / "README.md").write_text(
-        f"# tiny test model v1\n\n- sha256 of `{path.name}`: `{sha}`\n"
-    )
-    return path
 
 
 @pytest.fixture

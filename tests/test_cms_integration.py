@@ -23,12 +23,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 import pytest
-import torch
 from conftest import IN_CI, encode, make_image
-
-from detector_core.calibration import Calibration
-from detector_core.model import LocalTraceNet, ModelConfig
-from detector_core.weights import save_weights
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("HUMANMADE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -103,21 +98,6 @@ def _request(url: str, token: str, body: bytes | None = None, content_type: str 
             return exc.code, dict(exc.headers), json.loads(text)
         except ValueError:
             return exc.code, dict(exc.headers), {"body": text[:2000]}
-
-
-@pytest.fixture(scope="session")
-def new_weights(tmp_path_factory) -> Path:
-    """Another tiny network (other random weights), released as version "test-1"."""
-    torch.manual_seed(1)
-    model = LocalTraceNet(ModelConfig(widths=(4, 8, 8), strides=(2, 2)))
-    model.eval()
-    folder = tmp_path_factory.mktemp("new-weights")
-    path = folder / "tiny-v1.safetensors"
-    sha = save_weights(path, model, Calibration(1.0, 0.0), "test-1", tile_size=64)
-    (folder / "README.md").write_text(
-        f"# tiny test model v1\n\n- sha256 of `{path.name}`: `{sha}`\n"
-    )
-    return path
 
 
 @pytest.fixture
