@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from . import services
@@ -22,6 +22,15 @@ BACKOFF_MAX_S = 600
 
 def backoff(retries: int) -> int:
     return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**retries)
+
+
+def _retry(task: Task, detection_id: int, exc: Exception) -> str:
+    """Try a transient failure again: later with backoff on a worker, at once in-process
+    (no sleeping inside a web request)."""
+    logger.warning("detection %s: transient failure, will retry: %s", detection_id, exc)
+    if task.request.is_eager:
+        return task.apply(args=[detection_id], retries=task.request.retries + 1).get()
+    raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
 
 
 @shared_task(
@@ -40,12 +49,7 @@ def score_detection(self, detection_id: int) -> str:
             return services.mark_failed(
                 detection_id, f"Scoring kept failing and was given up: {exc}"
             )
-        logger.warning("detection %s: transient failure, will retry: %s", detection_id, exc)
-        if self.request.is_eager:  # in-process: try again at once, no sleeping in a request
-            return score_detection.apply(
-                args=[detection_id], retries=self.request.retries + 1
-            ).get()
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        return _retry(self, detection_id, exc)
     except SoftTimeLimitExceeded:
         return services.mark_failed(
             detection_id,
@@ -78,12 +82,7 @@ def rescore_detection(self, detection_id: int) -> str:
             message = f"failed: re-scoring kept failing and was given up: {exc}"
             logger.warning("detection %s: %s", detection_id, message)
             return message
-        logger.warning("detection %s: transient failure, will retry: %s", detection_id, exc)
-        if self.request.is_eager:
-            return rescore_detection.apply(
-                args=[detection_id], retries=self.request.retries + 1
-            ).get()
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        return _retry(self, detection_id, exc)
     except SoftTimeLimitExceeded:
         message = (
             "failed: re-scoring took longer than the time limit "

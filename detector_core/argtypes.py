@@ -1,4 +1,4 @@
-"""argparse `type=` checks shared by the command-line tools.
+"""argparse `type=` checks and the error line shared by the command-line tools.
 
 A bad value becomes argparse's own usage error (exit 2, one line), never a traceback or a
 silently clamped number.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 
 
@@ -35,3 +36,12 @@ def fraction(text: str) -> float:
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
+
+
+EXIT_USAGE = 2
+
+
+def report_error(prog: str, message: str) -> int:
+    """Print `prog: error: message` as argparse does; returns the usage exit code."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .argtypes import fraction, int_at_least
+from .argtypes import fraction, int_at_least, report_error
 from .calibration import Calibration, expected_calibration_error, fit_calibration
 from .data import ManifestRow
 from .errors import WeightsError
@@ -35,6 +35,8 @@ from .evaluate import logits_for
 from .feedback import ExportError, load_export_pixels, read_exports
 from .verdict import BandCutoffs
 from .weights import default_weights_path, load_weights, output_problem, save_weights
+
+PROG = "humanmade calibrate"
 
 DEFAULT_FPR_TARGET = 0.02
 DEFAULT_FNR_TARGET = 0.05
@@ -138,13 +140,8 @@ def _print_comparison(
         print(f"  {label:24s} {_show(before[key], percent):>12s} {_show(after[key], percent):>12s}")
 
 
-def _usage_error(message: str) -> int:
-    print(f"humanmade calibrate: error: {message}", file=sys.stderr)
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="humanmade calibrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument(
         "--weights", type=Path, default=None, help="weights to recalibrate (default: the release)"
     )
@@ -203,23 +200,24 @@ def main(argv: list[str] | None = None) -> int:
     weights_path = args.weights or default_weights_path()
     problem = output_problem(args.out, weights_path)  # the original stays as it was
     if problem:
-        return _usage_error(f"--out: {problem}")
+        return report_error(PROG, f"--out: {problem}")
     try:
         loaded = load_weights(weights_path, args.weights_sha256)
     except WeightsError as exc:
-        return _usage_error(str(exc))
+        return report_error(PROG, str(exc))
     try:
         splits = read_exports(args.add, origins=["reviewer"])
     except ExportError as exc:
-        return _usage_error(str(exc))
+        return report_error(PROG, str(exc))
 
     fit_rows = [r for group in splits.train for r in group]
     counts = {label: sum(r.label == label for r in fit_rows) for label in ("human", "ai")}
     if min(counts.values()) < args.min_per_class:
-        return _usage_error(
+        return report_error(
+            PROG,
             f"the exports' train split holds {counts['human']} human and {counts['ai']} AI "
             f"reviewer-labelled images; calibrating needs at least {args.min_per_class} of "
-            "each (--min-per-class). confident_score rows and the val slice are never used."
+            "each (--min-per-class). confident_score rows and the val slice are never used.",
         )
     if splits.dropped:
         print(f"{splits.dropped} train rows left out: their image is in an export's val slice")
@@ -228,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         fit_rows, fit_arrays = _pixels(args.add, splits.train, progress)
         val_rows, val_arrays = _pixels(args.add, splits.val, progress)
     except ExportError as exc:
-        return _usage_error(str(exc))
+        return report_error(PROG, str(exc))
     fit_targets = np.array([r.target for r in fit_rows])
     fit_logits = logits_for(loaded.model, fit_arrays, loaded.tile_size, progress=progress)
     calibration = fit_calibration(fit_logits, fit_targets)
@@ -305,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             cutoffs=cutoffs,
         )
     except OSError as exc:
-        return _usage_error(f"cannot write the new weights: {exc}")
+        return report_error(PROG, f"cannot write the new weights: {exc}")
     print(f"wrote {args.out} (version {version}) sha256 {sha}")
     print("record that sha256 in the model card beside it, or the Detector loads it unverified")
     return 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .argtypes import int_at_least
+from .argtypes import int_at_least, report_error
 from .errors import HumanmadeError, UnreadableSourceError, WeightsError
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
@@ -364,11 +364,6 @@ class _Output:
         return True
 
 
-def _usage_error(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def _cmd_score(args: argparse.Namespace, prog: str) -> int:
     from .detector import DEFAULT_MAX_TILES, Detector
     from .fetch import FetchPolicy
@@ -376,7 +371,7 @@ def _cmd_score(args: argparse.Namespace, prog: str) -> int:
     try:
         policy = FetchPolicy(allow_hosts=frozenset(args.allow_host))
     except ValueError as exc:
-        return _usage_error(prog, f"--allow-host: {exc}")
+        return report_error(prog, f"--allow-host: {exc}")
     try:
         detector = Detector(
             args.weights,
@@ -385,7 +380,7 @@ def _cmd_score(args: argparse.Namespace, prog: str) -> int:
             device=args.device,
         )
     except (RuntimeError, ValueError) as exc:  # e.g. an unknown --device
-        return _usage_error(prog, f"--device: {exc}")
+        return report_error(prog, f"--device: {exc}")
 
     items, saw_folder = expand_inputs(args.inputs, args.recursive)
     try:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .argtypes import fraction, int_at_least
+from .argtypes import fraction, int_at_least, report_error
 from .calibration import expected_calibration_error
 from .data import ManifestRow, default_dataset_dir, read_manifest
 from .errors import HumanmadeError, WeightsError
@@ -40,6 +40,8 @@ from .metrics import roc_auc, roc_curve
 from .tiling import MIN_SIDE
 from .verdict import BandCutoffs
 from .weights import LoadedWeights, default_weights_path, load_weights
+
+PROG = "humanmade gate"
 
 EXIT_ACCEPTED = 0
 EXIT_REFUSED = 1
@@ -582,12 +584,8 @@ def gate_from_args(args: argparse.Namespace) -> GateResult:
     return result
 
 
-def _error(message: str) -> None:
-    print(f"humanmade gate: error: {message}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="humanmade gate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument(
         "--candidate", type=Path, required=True, help="the .safetensors file to judge"
     )
@@ -602,14 +600,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = gate_from_args(args)
     except (GateError, WeightsError) as exc:
-        _error(str(exc))
+        report_error(PROG, str(exc))
         return EXIT_USAGE
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "gate.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         plot = write_gate_plot(result, args.out / "gate.png")
     except OSError as exc:
-        _error(f"cannot write to {args.out}: {exc}")
+        report_error(PROG, f"cannot write to {args.out}: {exc}")
         return EXIT_USAGE
     print_result(result)
     print(f"wrote {args.out / 'gate.json'}, {plot}")

@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
+from .argtypes import report_error
 from .errors import WeightsError
 from .gate import (
     EXIT_REFUSED,
@@ -47,6 +47,8 @@ from .weights import (
     output_problem,
     read_safetensors,
 )
+
+PROG = "humanmade release"
 
 EXIT_RELEASED = 0
 # A file-name fragment: no path separators, no leading dot (hidden files, "..").
@@ -268,12 +270,8 @@ def _deploy_hint(path: Path) -> str:
     )
 
 
-def _error(message: str) -> None:
-    print(f"humanmade release: error: {message}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="humanmade release", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--candidate", type=Path, required=True, help="the .safetensors to release")
     parser.add_argument("--version", required=True, help="the release version, e.g. 0.2.0")
     parser.add_argument(
@@ -287,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         target = check_target(args.out_dir, version)
         result = gate_from_args(args)
     except (ReleaseError, GateError, WeightsError) as exc:
-        _error(str(exc))
+        report_error(PROG, str(exc))
         return EXIT_USAGE
     print_result(result)
     if not result.accepted:
@@ -298,17 +296,19 @@ def main(argv: list[str] | None = None) -> int:
             raise ReleaseError(f"{args.candidate} changed while it was being gated; run again")
         sha, plot = write_release(args, version, target, result)
     except (ReleaseError, WeightsError) as exc:
-        _error(str(exc))
+        report_error(PROG, str(exc))
         return EXIT_USAGE
     except OSError as exc:
-        _error(f"cannot write the release into {args.out_dir} (nothing was kept): {exc}")
+        report_error(
+            PROG, f"cannot write the release into {args.out_dir} (nothing was kept): {exc}"
+        )
         return EXIT_USAGE
     try:
         loaded = load_weights(target)
         if loaded.sha256 != sha or loaded.version != version:
             raise WeightsError(f"it reports version {loaded.version!r}, sha256 {loaded.sha256}")
     except WeightsError as exc:
-        _error(f"{target} was written but does not verify: {exc}")
+        report_error(PROG, f"{target} was written but does not verify: {exc}")
         return EXIT_REFUSED
     print(f"Released {version}: {target}")
     print(f"sha256 {sha}")

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from .argtypes import int_at_least
+from .argtypes import int_at_least, report_error
 from .calibration import Calibration, fit_calibration
 from .data import (
     DATASET_ENV,
@@ -58,6 +58,8 @@ from .feedback import (
 from .model import ModelConfig, PatchModel, build_model, count_parameters
 from .verdict import BandCutoffs
 from .weights import LoadedWeights, load_weights, output_problem, save_weights
+
+PROG = "humanmade train"
 
 VERSION = "0.1.0"
 # Fine-tuning defaults: a few gentle epochs, so the base model's general knowledge survives.
@@ -229,13 +231,8 @@ def add_aligned_fakes(
     return out_rows, out_arrays
 
 
-def _usage_error(message: str) -> int:
-    print(f"humanmade train: error: {message}", file=sys.stderr)
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="humanmade train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument(
         "--data",
         type=Path,
@@ -395,31 +392,34 @@ def main(argv: list[str] | None = None) -> int:
     base_weights: LoadedWeights | None = None
     if args.base is not None:
         if args.backbone is not None:
-            return _usage_error("--backbone cannot be combined with --base (the base fixes it)")
+            return report_error(
+                PROG, "--backbone cannot be combined with --base (the base fixes it)"
+            )
         try:
             base_weights = load_weights(args.base)
         except WeightsError as exc:
-            return _usage_error(str(exc))
+            return report_error(PROG, str(exc))
     # Checked now, not after hours of training; --out defaults to the committed release,
     # which is also the usual --base.
     problem = output_problem(args.out, args.base)
     if problem:
-        return _usage_error(f"--out: {problem}")
+        return report_error(PROG, f"--out: {problem}")
     try:
         cfg = _config(args, base_weights)
         mix_cfg = MixConfig(args.feedback_share, args.confident_cap, args.confident_weight)
     except ValueError as exc:
-        return _usage_error(str(exc))
+        return report_error(PROG, str(exc))
 
     data_dir = args.data or default_dataset_dir()
     have_shared = (data_dir / "manifest.csv").is_file()
     if not have_shared:
         if args.data is not None:
-            return _usage_error(f"no manifest.csv in {data_dir}")
+            return report_error(PROG, f"no manifest.csv in {data_dir}")
         if not exports:
-            return _usage_error(
+            return report_error(
+                PROG,
                 f"no shared dataset at {data_dir} (pass --data DIR or set {DATASET_ENV}); "
-                "without one, training needs --add EXPORT_DIR"
+                "without one, training needs --add EXPORT_DIR",
             )
         print(f"note: no shared dataset at {data_dir}; training on the exports only", flush=True)
     try:
@@ -427,9 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         val_rows = read_manifest(data_dir, "val") if have_shared else []
         splits = read_exports(exports)
     except KeyError as exc:
-        return _usage_error(f"{data_dir / 'manifest.csv'} lacks the column {exc}")
+        return report_error(PROG, f"{data_dir / 'manifest.csv'} lacks the column {exc}")
     except (ValueError, OSError) as exc:  # ExportError is a ValueError
-        return _usage_error(str(exc))
+        return report_error(PROG, str(exc))
     if args.limit:
         rng = random.Random(cfg.seed)
         train_rows = rng.sample(train_rows, min(args.limit, len(train_rows)))
@@ -459,9 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         labels = {r.label for rows in splits.train for r in rows if r.label_origin == "reviewer"}
         if labels != {"ai", "human"}:
-            return _usage_error(
+            return report_error(
+                PROG,
                 "no shared val split to calibrate on, and the exports' train split lacks "
-                "reviewer-labelled images of both classes"
+                "reviewer-labelled images of both classes",
             )
         calibrated_on = (
             "reviewer-labelled rows of the exports' train split (no shared val split; "
@@ -471,9 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             mixed_weights(train_rows, splits.train, mix_cfg)  # fail before decoding images
         except ValueError as exc:
-            return _usage_error(str(exc))
+            return report_error(PROG, str(exc))
     elif not train_rows:
-        return _usage_error(f"{data_dir} has no train rows")
+        return report_error(PROG, f"{data_dir} has no train rows")
 
     started = time.time()
     train_arrays = load_pixels(data_dir, train_rows) if train_rows else []
@@ -491,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             for folder, rows in zip(exports, splits.train, strict=True):
                 all_arrays = all_arrays + load_export_pixels(folder, rows)
         except ExportError as exc:
-            return _usage_error(str(exc))
+            return report_error(PROG, str(exc))
         mix = mixed_weights(train_rows, splits.train, mix_cfg)
         all_rows, sampling, loss_weights = mix.rows, mix.sampling, mix.loss
         print(

@@ -35,3 +35,16 @@ def humanmade_conf(weights, **overrides) -> dict:
 
 def png(seed: int = 0, width: int = 96, height: int = 64) -> bytes:
     return encode(make_image(width, height, seed=seed))
+
+
+def make_user(username: str, *perms: str, staff: bool = False):
+    """A user with the given permission codenames, fetched afresh (no stale permission cache)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username, password="pw-" + username * 2)
+    user.is_staff = staff
+    user.save()
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return get_user_model().objects.get(pk=user.pk)

@@ -20,6 +20,15 @@ DATASET = Path(os.environ.get("HUMANMADE_DATASET", SHARED / "datasets"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# The shared datasets' manifest columns (../shared/datasets/README.md), written out here so
+# that tests check the format rather than echo the code; exports add three more.
+MANIFEST_COLUMNS = [
+    *("file", "split", "label", "source_group", "generator", "content", "width", "height"),
+    *("format", "grid", "sha256_original", "transform", "license", "origin", "evidence"),
+]
+EXPORT_COLUMNS = [*MANIFEST_COLUMNS, "label_origin", "model_version", "sha256"]
+
+
 def needs_shared(path: Path = DATASET):
     """Skip where ../shared is absent (a user's clone); in CI its absence is a failure."""
     if path.exists():

@@ -11,9 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cms_support import ALL_AI, humanmade_conf, png
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from cms_support import ALL_AI, humanmade_conf, make_user, png
 from django.core import checks
 from django.core.files.base import ContentFile
 from django.core.management import call_command
@@ -42,15 +40,6 @@ def run_commits(django_capture_on_commit_callbacks):
             return fn(*args, **kwargs)
 
     return run
-
-
-def _user(username: str, *perms: str, staff: bool = False):
-    user = get_user_model().objects.create_user(username, password="pw-" + username * 2)
-    user.is_staff = staff
-    user.save()
-    for codename in perms:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    return get_user_model().objects.get(pk=user.pk)
 
 
 def _scored(run_commits, data: bytes | None = None, seed: int = 0) -> Detection:
@@ -166,7 +155,7 @@ def test_confident_label_rules(probability, band, evidence, label):
 def test_export_refuses_when_no_source_may_be_exported(cms, tiny_weights, run_commits, tmp_path):
     cms.HUMANMADE = humanmade_conf(tiny_weights)  # EXPORT_FIELDS left at its default []
     detection = _scored(run_commits, seed=1)
-    services.record_review(detection, _user("r", "review_detection"), "human_made")
+    services.record_review(detection, make_user("r", "review_detection"), "human_made")
     with pytest.raises(CommandError, match=r"EXPORT_FIELDS.*is empty") as excinfo:
         call_command("humanmade_export", str(tmp_path / "out"))
     assert '"api"' in str(excinfo.value)
@@ -177,7 +166,7 @@ def test_export_refuses_when_no_source_may_be_exported(cms, tiny_weights, run_co
 def test_export_of_reviewed_images_has_origin_version_sha_and_a_fixed_split(
     cms, run_commits, tmp_path
 ):
-    reviewer = _user("desk", "review_detection")
+    reviewer = make_user("desk", "review_detection")
     decided = {}
     for seed, decision in enumerate(["human_made", "ai_generated"] * 4):
         detection = _scored(run_commits, seed=20 + seed)
@@ -260,7 +249,7 @@ def test_a_reviewers_label_beats_a_confident_score_for_the_same_bytes(
     confident = _set(_scored(run_commits, data), probability=0.95, band="likely_ai")
     reviewed = _scored(run_commits, data)
     assert reviewed.evidence["deduplicated_from"] == confident.pk
-    services.record_review(reviewed, _user("r", "review_detection"), "human_made")
+    services.record_review(reviewed, make_user("r", "review_detection"), "human_made")
     rows, _, _ = _export(tmp_path / "out")
     assert [(r["label"], r["label_origin"], r["origin"]) for r in rows] == [
         ("human", "reviewer", f"humanmade-review:detection/{reviewed.pk}")
@@ -271,10 +260,10 @@ def test_a_reviewers_label_beats_a_confident_score_for_the_same_bytes(
 def test_conflicting_reviewers_on_the_same_bytes_skip_the_image(cms, run_commits, tmp_path):
     data = png(61)
     first, second = _scored(run_commits, data), _scored(run_commits, data)
-    services.record_review(first, _user("a", "review_detection"), "human_made")
-    services.record_review(second, _user("b", "review_detection"), "ai_generated")
+    services.record_review(first, make_user("a", "review_detection"), "human_made")
+    services.record_review(second, make_user("b", "review_detection"), "ai_generated")
     clean = _scored(run_commits, seed=62)
-    services.record_review(clean, _user("c", "review_detection"), "ai_generated")
+    services.record_review(clean, make_user("c", "review_detection"), "ai_generated")
     rows, stdout, stderr = _export(tmp_path / "out")
     assert [r["sha256"] for r in rows] == [clean.sha256]
     assert f"Image {first.sha256[:12]} skipped: reviewers disagree" in stderr
@@ -285,7 +274,7 @@ def test_conflicting_reviewers_on_the_same_bytes_skip_the_image(cms, run_commits
 @pytest.mark.django_db
 def test_dry_run_lists_the_rows_and_writes_nothing(cms, run_commits, tmp_path):
     detection = _scored(run_commits, seed=63)
-    services.record_review(detection, _user("r", "review_detection"), "ai_generated")
+    services.record_review(detection, make_user("r", "review_detection"), "ai_generated")
     out = tmp_path / "out"
     rows, stdout, _ = _export(out, "--dry-run")
     assert rows == [] and not out.exists()
@@ -303,7 +292,7 @@ def test_dry_run_lists_the_rows_and_writes_nothing(cms, run_commits, tmp_path):
 
 @pytest.mark.django_db
 def test_export_leaves_out_sources_not_in_export_fields(cms, tiny_weights, run_commits, tmp_path):
-    reviewer = _user("r", "review_detection")
+    reviewer = make_user("r", "review_detection")
     photo = NewsPhoto(title="private")
     photo.image.save("private.png", ContentFile(png(64)), save=False)
     run_commits(photo.save)
@@ -328,7 +317,7 @@ def test_export_leaves_out_sources_not_in_export_fields(cms, tiny_weights, run_c
 
 @pytest.mark.django_db
 def test_rescore_moves_the_old_verdict_and_keeps_decisions(cms, new_weights, run_commits):
-    reviewer = _user("r", "review_detection")
+    reviewer = make_user("r", "review_detection")
     waiting = _set(_scored(run_commits, seed=70), band="likely_human", status="scored")
     decided = _scored(run_commits, seed=71)
     services.record_review(decided, reviewer, "human_made")
@@ -502,7 +491,7 @@ def test_admin_shows_and_filters_band_changes(cms, new_weights, run_commits):
     cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights)}
     _rescore()
     client = Client()
-    client.force_login(_user("desk", "review_detection", staff=True))
+    client.force_login(make_user("desk", "review_detection", staff=True))
     url = reverse("admin:cms_plugin_detection_changelist")
 
     changed = client.get(url, {"band_changed": "yes"})
@@ -533,7 +522,7 @@ def test_api_shows_the_rescore_fields(cms, new_weights, run_commits):
     cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights)}
     assert services.rescore_detection(detection.pk) == "rescored"
     client = Client()
-    client.force_login(_user("api-reviewer", "review_detection"))
+    client.force_login(make_user("api-reviewer", "review_detection"))
     body = client.get(f"/api/detections/{detection.pk}/").json()
     assert body["model_version"] == "test-1"
     assert (body["previous_band"], body["previous_model_version"]) == ("likely_human", "test-0")
@@ -550,7 +539,7 @@ def test_export_into_a_file_or_an_unwritable_place_is_a_clear_error(
     cms, run_commits, tmp_path, monkeypatch
 ):
     detection = _scored(run_commits, seed=110)
-    services.record_review(detection, _user("r", "review_detection"), "human_made")
+    services.record_review(detection, make_user("r", "review_detection"), "human_made")
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     with pytest.raises(CommandError, match="exists and is not a folder"):
@@ -567,7 +556,7 @@ def test_export_into_a_file_or_an_unwritable_place_is_a_clear_error(
 @pytest.mark.django_db
 def test_an_interrupted_export_is_repaired_by_the_next_run(cms, run_commits, tmp_path):
     detection = _scored(run_commits, seed=111)
-    services.record_review(detection, _user("r", "review_detection"), "ai_generated")
+    services.record_review(detection, make_user("r", "review_detection"), "ai_generated")
     out = tmp_path / "out"
     (row,) = _export(out)[0]
     image = out / row["file"]
@@ -583,7 +572,7 @@ def test_an_interrupted_export_is_repaired_by_the_next_run(cms, run_commits, tmp
 
 @pytest.mark.django_db
 def test_a_narrower_rerun_warns_that_earlier_rows_leave_the_manifest(cms, run_commits, tmp_path):
-    reviewer = _user("r", "review_detection")
+    reviewer = make_user("r", "review_detection")
     old, new = _scored(run_commits, seed=112), _scored(run_commits, seed=113)
     for detection in (old, new):
         services.record_review(detection, reviewer, "human_made")
@@ -600,7 +589,7 @@ def test_rescore_keeps_the_verdict_when_the_stored_bytes_changed(
     cms, new_weights, run_commits, tmp_path
 ):
     """A storage that overwrites in place: the decision was about the bytes people saw."""
-    reviewer = _user("r", "review_detection")
+    reviewer = make_user("r", "review_detection")
     detection = _scored(run_commits, seed=114)
     services.record_review(detection, reviewer, "human_made")
     detection.refresh_from_db()

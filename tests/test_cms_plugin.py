@@ -9,9 +9,9 @@ import io
 from pathlib import Path
 
 import pytest
-from cms_support import ALL_AI, humanmade_conf, png
+from cms_support import ALL_AI, humanmade_conf, make_user, png
+from conftest import EXPORT_COLUMNS, MANIFEST_COLUMNS
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core import checks
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -24,11 +24,6 @@ from cms_plugin import services
 from cms_plugin.conf import humanmade_settings
 from cms_plugin.models import Detection, Review
 from demo_site.models import NewsPhoto
-
-DATASET_COLUMNS = [
-    *("file", "split", "label", "source_group", "generator", "content", "width", "height"),
-    *("format", "grid", "sha256_original", "transform", "license", "origin", "evidence"),
-]
 
 
 @pytest.fixture
@@ -48,15 +43,6 @@ def run_commits(django_capture_on_commit_callbacks):
         return result, callbacks
 
     return run
-
-
-def _user(username: str, *perms: str, staff: bool = False):
-    user = get_user_model().objects.create_user(username, password="pw-" + username * 2)
-    user.is_staff = staff
-    user.save()
-    for codename in perms:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
 
 
 def _photo(title: str = "p", data: bytes | None = None, seed: int = 0) -> NewsPhoto:
@@ -286,7 +272,7 @@ def test_api_needs_authentication(cms):
 
 @pytest.mark.django_db
 def test_api_upload_is_accepted_then_scored(cms, run_commits):
-    user = _user("writer")
+    user = make_user("writer")
     client = _api(user)
     upload = SimpleUploadedFile("p.png", png(10), "image/png")
     response, _ = run_commits(client.post, "/api/detections/", {"file": upload})
@@ -312,14 +298,14 @@ def test_api_upload_is_accepted_then_scored(cms, run_commits):
     assert client.get("/api/detections/", {"created_after": "2000-01-01"}).json()["count"] == 1
     assert client.get("/api/detections/", {"created_after": "soon"}).status_code == 400
 
-    stranger = _api(_user("stranger"))
+    stranger = _api(make_user("stranger"))
     assert stranger.get(location).status_code == 404
     assert stranger.get("/api/detections/").json()["results"] == []
 
 
 @pytest.mark.django_db
 def test_api_json_url_is_fetched_by_the_task_safely(cms, run_commits):
-    client = _api(_user("linker"))
+    client = _api(make_user("linker"))
     response, _ = run_commits(
         client.post, "/api/detections/", {"url": "http://127.0.0.1/x.png"}, "application/json"
     )
@@ -349,7 +335,7 @@ def test_api_bad_input_is_a_clear_4xx(cms, data, status, code, message):
     }
     if "file" in data:
         data = {**data, "file": files[data["file"]]}
-    response = _api(_user("sender")).post("/api/detections/", data)
+    response = _api(make_user("sender")).post("/api/detections/", data)
     assert response.status_code == status
     assert response.json()["error"] == code
     assert message in response.json()["message"].lower() or message in response.json()["message"]
@@ -361,9 +347,9 @@ def test_api_review_needs_the_permission_and_records_who(cms, run_commits):
     detection = _scored(run_commits, seed=12)
     url = f"/api/detections/{detection.pk}/review/"
     decision = {"decision": "human_made", "note": "the artist's sketches exist"}
-    viewer = _user("viewer", "view_detection")
+    viewer = make_user("viewer", "view_detection")
     assert _api(viewer).post(url, decision).status_code == 403
-    reviewer = _user("reviewer", "review_detection")
+    reviewer = make_user("reviewer", "review_detection")
     response = _api(reviewer).post(url, decision, "application/json")
     assert response.status_code == 200
     body = response.json()
@@ -382,7 +368,7 @@ def test_api_review_needs_the_permission_and_records_who(cms, run_commits):
 @pytest.mark.django_db
 def test_api_review_of_a_failed_detection_is_409(cms):
     detection = Detection.objects.create(status=Detection.Status.FAILED, error="corrupt")
-    response = _api(_user("rev", "review_detection")).post(
+    response = _api(make_user("rev", "review_detection")).post(
         f"/api/detections/{detection.pk}/review/", {"decision": "ai_generated"}
     )
     assert response.status_code == 409
@@ -393,7 +379,7 @@ def test_api_review_of_a_failed_detection_is_409(cms):
 def test_api_token_authentication(cms, run_commits):
     from rest_framework.authtoken.models import Token
 
-    token = Token.objects.create(user=_user("bot"))
+    token = Token.objects.create(user=make_user("bot"))
     client = Client(headers={"Authorization": f"Token {token.key}"})
     response, _ = run_commits(
         client.post, "/api/detections/", {"file": SimpleUploadedFile("p.png", png(13))}
@@ -408,7 +394,7 @@ def test_api_submissions_are_throttled(cms, tiny_weights):
 
     cache.clear()
     cms.HUMANMADE = humanmade_conf(tiny_weights, API_SUBMIT_RATE="2/minute")
-    client = _api(_user("eager"))
+    client = _api(make_user("eager"))
     codes = [
         client.post("/api/detections/", {"url": "https://example.org/a.png"}).status_code
         for _ in range(3)
@@ -432,7 +418,7 @@ def test_review_queue_lists_needs_review_first_oldest_first(cms):
     old_scored = Detection.objects.create(status="scored", probability=0.1, band="likely_human")
     first = Detection.objects.create(status="needs_review", probability=0.5, band="uncertain")
     second = Detection.objects.create(status="needs_review", probability=0.6, band="uncertain")
-    client = _api(_user("queue", "review_detection", staff=True))
+    client = _api(make_user("queue", "review_detection", staff=True))
     response = client.get(reverse("admin:cms_plugin_detection_changelist"))
     assert response.status_code == 200
     ids = [d.pk for d in response.context["cl"].result_list]
@@ -450,7 +436,7 @@ def test_review_queue_lists_needs_review_first_oldest_first(cms):
 @pytest.mark.django_db
 def test_admin_one_click_review_records_who_and_when(cms, run_commits):
     detection = _scored(run_commits, seed=14)
-    reviewer = _user("desk", "review_detection", staff=True)
+    reviewer = make_user("desk", "review_detection", staff=True)
     client = _api(reviewer)
     page = client.get(reverse("admin:cms_plugin_detection_change", args=[detection.pk]))
     html = page.content.decode()
@@ -485,7 +471,7 @@ def test_admin_bulk_action_with_note(cms):
         for _ in range(2)
     ]
     pending = Detection.objects.create(status="pending")
-    client = _api(_user("bulk", "review_detection", staff=True))
+    client = _api(make_user("bulk", "review_detection", staff=True))
     response = client.post(
         reverse("admin:cms_plugin_detection_changelist"),
         {
@@ -505,7 +491,7 @@ def test_admin_bulk_action_with_note(cms):
 @pytest.mark.django_db
 def test_admin_without_review_permission_cannot_decide(cms):
     detection = Detection.objects.create(status="needs_review", probability=0.5, band="uncertain")
-    client = _api(_user("looker", "view_detection", staff=True))
+    client = _api(make_user("looker", "view_detection", staff=True))
     page = client.get(reverse("admin:cms_plugin_detection_changelist"))
     assert page.status_code == 200
     assert "Confirm human-made" not in page.content.decode()
@@ -528,7 +514,7 @@ def test_export_writes_reviewed_images_in_the_training_manifest_format(
     cms, tiny_weights, run_commits, tmp_path
 ):
     cms.HUMANMADE = humanmade_conf(tiny_weights, EXPORT_FIELDS=["api"])
-    reviewer = _user("exporter", "review_detection")
+    reviewer = make_user("exporter", "review_detection")
     human = _scored(run_commits, seed=15)
     ai = _scored(run_commits, seed=16)
     _scored(run_commits, seed=17)  # not reviewed: not exported
@@ -540,7 +526,7 @@ def test_export_writes_reviewed_images_in_the_training_manifest_format(
     assert "Exported 2" in stdout.getvalue()
     with (out / "manifest.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == [*DATASET_COLUMNS, "label_origin", "model_version", "sha256"]
+        assert reader.fieldnames == EXPORT_COLUMNS
         rows = list(reader)
     assert sorted(r["label"] for r in rows) == ["ai", "human"]
     for row in rows:
@@ -556,7 +542,7 @@ def test_export_writes_reviewed_images_in_the_training_manifest_format(
     shared = Path(__file__).resolve().parent.parent.parent / "shared/datasets/manifest.csv"
     if shared.is_file():
         with shared.open(newline="") as fh:
-            assert next(csv.reader(fh)) == DATASET_COLUMNS
+            assert next(csv.reader(fh)) == MANIFEST_COLUMNS
 
 
 # --- the demo's newsroom ------------------------------------------------------------------
@@ -587,7 +573,7 @@ def test_api_size_check_without_the_demos_upload_handler(cms, tiny_weights):
         "django.core.files.uploadhandler.TemporaryFileUploadHandler",
     ]
     cms.HUMANMADE = humanmade_conf(tiny_weights, MAX_UPLOAD_BYTES=1000)
-    response = _api(_user("big")).post(
+    response = _api(make_user("big")).post(
         "/api/detections/", {"file": SimpleUploadedFile("p.png", png(19))}
     )
     assert response.status_code == 413

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cms_support import humanmade_conf
+from cms_support import humanmade_conf, make_user
 from conftest import encode
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from PIL import Image
@@ -109,10 +107,8 @@ def test_reviews_become_a_released_model_that_rescoring_picks_up(
     settings.HUMANMADE = humanmade_conf(
         current, CUTOFFS=None, EXPORT_FIELDS=["api"], COLLECT_CONFIDENT=True
     )
-    user = get_user_model().objects.create_user("editor", password="pw-editor-editor")
-    user.user_permissions.add(Permission.objects.get(codename="review_detection"))
     client = APIClient()
-    client.force_authenticate(get_user_model().objects.get(pk=user.pk))
+    client.force_authenticate(make_user("editor", "review_detection"))
 
     # Upload and score (in-process, as the demo does), then a person decides each image.
     truth = {}

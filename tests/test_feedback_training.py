@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_image
+from conftest import EXPORT_COLUMNS, MANIFEST_COLUMNS, make_image
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -32,24 +32,6 @@ from detector_core.model import LocalTraceNet, ModelConfig
 from detector_core.verdict import Band, BandCutoffs
 from detector_core.weights import file_sha256, load_weights, save_weights
 
-SHARED_COLUMNS = [
-    "file",
-    "split",
-    "label",
-    "source_group",
-    "generator",
-    "content",
-    "width",
-    "height",
-    "format",
-    "grid",
-    "sha256_original",
-    "transform",
-    "license",
-    "origin",
-    "evidence",
-]
-EXPORT_COLUMNS = [*SHARED_COLUMNS, "label_origin", "model_version", "sha256"]
 SIZE = 72
 
 
@@ -92,7 +74,7 @@ def make_shared(folder: Path, per_class: dict[str, int]) -> Path:
                     {"file": rel, "split": split, "label": label, "source_group": group}
                     | {"sha256_original": sha, "width": SIZE, "height": SIZE, "format": "PNG"}
                 )
-    _write_manifest(folder, SHARED_COLUMNS, rows)
+    _write_manifest(folder, MANIFEST_COLUMNS, rows)
     return folder
 
 

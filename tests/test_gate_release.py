@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import EXPORT_COLUMNS, MANIFEST_COLUMNS
 from PIL import Image
 
 from detector_core.calibration import Calibration
@@ -38,24 +39,6 @@ from detector_core.verdict import BandCutoffs
 from detector_core.weights import _CARD_SHA_LINE, file_sha256, load_weights, save_weights
 
 SIZE = 64
-MANIFEST_COLUMNS = [
-    "file",
-    "split",
-    "label",
-    "source_group",
-    "generator",
-    "content",
-    "width",
-    "height",
-    "format",
-    "grid",
-    "sha256_original",
-    "transform",
-    "license",
-    "origin",
-    "evidence",
-]
-EXPORT_COLUMNS = [*MANIFEST_COLUMNS, "label_origin", "model_version", "sha256"]
 TRAIN_COUNTS = {
     "by_source": {"ai/site-uploads": 5, "human/site-uploads": 7, "human/shared": 100},
     "by_label_origin": {"dataset": 100, "reviewer": 8, "confident_score": 4},
