@@ -175,4 +175,6 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "humanmade API",
     "DESCRIPTION": "Submit images for an advisory AI-generation score; reviewers decide.",
     "VERSION": "0.1.0",
+    # `band` and `previous_band` share one set of choices: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"BandEnum": "cms_plugin.models.Detection.Band"},
 }
