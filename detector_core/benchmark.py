@@ -1,12 +1,14 @@
 """Speed and memory of scoring on this machine, next to a ResNet-50 measured in the same run.
 
-    humanmade benchmark [--repeats 7] [--weights FILE]
+    humanmade benchmark [--repeats 7] [--weights FILE] [--device cuda] [--sizes 0.25,1,4,12]
+    python benchmarks/scoring_speed.py ...      (the same, from a checkout)
 
 Times are end to end (JPEG bytes in, Verdict out: decoding, tiling, network, calibration,
 the stability copies and the provenance readers), median of the repeats after one warm-up;
 "pixels-only" switches the stability check and provenance off. A torchvision ResNet-50
 forward pass on one 224×224 image is timed alongside, so that figures from different
 machines can be compared as a ratio. Prints a table; `--json` writes the figures too.
+`--device cuda` times the Detector and the ResNet-50 on the GPU (peak GPU memory added).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .argtypes import int_at_least, report_error
 from .detector import Detector
+from .errors import HumanmadeError
 
+PROG = "humanmade benchmark"
 SIZES_MP = (0.25, 1.0, 4.0, 12.0)
 
 
@@ -52,17 +57,32 @@ def _median_ms(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def resnet50_ms(repeats: int) -> float:
+def resnet50_ms(repeats: int, device: str = "cpu") -> float:
     from torchvision.models import resnet50
 
-    model = resnet50(weights=None).eval()
-    x = torch.rand(1, 3, 224, 224)
+    model = resnet50(weights=None).eval().to(device)
+    x = torch.rand(1, 3, 224, 224, device=device)
+
+    def forward() -> None:
+        model(x)
+        if device != "cpu":
+            # CUDA calls return before the GPU is done; time the work, not the launch.
+            torch.cuda.synchronize()
+
     with torch.inference_mode():
-        return _median_ms(lambda: model(x), repeats)
+        return _median_ms(forward, repeats)
 
 
-def run(weights: Path | None, repeats: int, max_tiles: int | None) -> dict:
-    kwargs = {"max_tiles": max_tiles} if max_tiles else {}
+def run(
+    weights: Path | None,
+    repeats: int,
+    max_tiles: int | None,
+    device: str = "cpu",
+    sizes_mp: tuple[float, ...] = SIZES_MP,
+) -> dict:
+    kwargs: dict = {"device": device}
+    if max_tiles:
+        kwargs["max_tiles"] = max_tiles
     detector = Detector(weights, **kwargs)
     detector.load()  # outside the timings
     # The network alone, without the stability copies and provenance readers.
@@ -70,12 +90,13 @@ def run(weights: Path | None, repeats: int, max_tiles: int | None) -> dict:
     pixels_only.load()
     figures: dict = {
         "machine": platform.processor() or platform.machine(),
+        "device": device,
         "torch_threads": torch.get_num_threads(),
         "model_version": detector.model_version,
         "max_tiles": detector.max_tiles,
         "per_image": [],
     }
-    for mp in SIZES_MP:
+    for mp in sizes_mp:
         data = synthetic_jpeg(mp)
         verdict = detector.score(data)
         figures["per_image"].append(
@@ -90,24 +111,52 @@ def run(weights: Path | None, repeats: int, max_tiles: int | None) -> dict:
     batch = [synthetic_jpeg(0.25, seed=i) for i in range(16)]
     batch_ms = _median_ms(lambda: detector.score_many(batch), max(2, repeats // 2))
     figures["batched_images_per_s_0.25mp"] = len(batch) / (batch_ms / 1000)
-    figures["resnet50_224_ms"] = resnet50_ms(repeats)
+    figures["resnet50_224_ms"] = resnet50_ms(repeats, device)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available():
-        figures["cuda_device"] = torch.cuda.get_device_name(0)
+    if device != "cpu":
+        figures["cuda_device"] = torch.cuda.get_device_name(device)
+        figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return figures
 
 
+def _sizes(text: str) -> tuple[float, ...]:
+    try:
+        sizes = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected megapixels like 0.25,1,4, got {text!r}"
+        ) from None
+    if not sizes or any(not 0.01 <= mp <= 50 for mp in sizes):
+        raise argparse.ArgumentTypeError("each size must be between 0.01 and 50 megapixels")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="humanmade benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--max-tiles", type=int, default=None)
+    parser.add_argument("--repeats", type=int_at_least(1), default=7)
+    parser.add_argument("--max-tiles", type=int_at_least(1), default=None)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda / cuda:N when a GPU is present"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=SIZES_MP,
+        help="image sizes in megapixels, comma-separated (default 0.25,1,4,12)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    figures = run(args.weights, args.repeats, args.max_tiles)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        return report_error(PROG, f"--device {args.device}: no CUDA GPU on this machine")
+    try:
+        figures = run(args.weights, args.repeats, args.max_tiles, args.device, args.sizes)
+    except HumanmadeError as exc:
+        return report_error(PROG, str(exc))
     ref = figures["resnet50_224_ms"]
+    where = figures.get("cuda_device") or f"{figures['torch_threads']} torch threads"
     print(
-        f"model {figures['model_version']}, {figures['torch_threads']} torch threads, "
+        f"model {figures['model_version']} on {figures['device']} ({where}), "
         f"max {figures['max_tiles']} tiles per image"
     )
     print(
@@ -123,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"batched (16 × 0.25 MP): {figures['batched_images_per_s_0.25mp']:.1f} images/s")
     print(f"ResNet-50 forward, 1×224×224: {ref:.1f} ms")
     print(f"peak RSS: {figures['peak_rss_mb']:.0f} MB")
+    if "peak_gpu_mb" in figures:
+        print(f"peak GPU memory: {figures['peak_gpu_mb']:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

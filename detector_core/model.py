@@ -18,9 +18,11 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelConfig:
-    widths: tuple[int, ...] = (16, 32, 48, 64, 96, 128)
+    # Narrow at full resolution, where every channel costs a multiply per pixel: this keeps
+    # the network near one ResNet-50@224 forward per megapixel (see the model card).
+    widths: tuple[int, ...] = (8, 24, 48, 96, 128)
     # Stride of each stage after the stem; the product is the patch-map stride.
-    strides: tuple[int, ...] = (2, 1, 2, 2, 2)
+    strides: tuple[int, ...] = (2, 2, 2, 2)
     residual_input: bool = True
     # "localtrace": the small network below, trained from scratch.
     # "efficientnet-lite0": ImageNet-pretrained EfficientNet-Lite0 features with a patch head.
