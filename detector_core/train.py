@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from .argtypes import int_at_least, report_error
+from .argtypes import fraction, int_at_least, report_error
 from .calibration import Calibration, fit_calibration
 from .data import (
     DATASET_ENV,
@@ -304,12 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"default {TrainConfig.lr:g} ({FINETUNE_LR:g} with --base)",
     )
-    parser.add_argument("--p-jpeg", type=float, default=AugmentConfig.p_jpeg)
+    parser.add_argument("--p-jpeg", type=fraction, default=AugmentConfig.p_jpeg)
     # Added after v0.1.0 was trained; set all three to 0 to reproduce its recipe.
-    parser.add_argument("--p-low-jpeg", type=float, default=AugmentConfig.p_low_jpeg)
-    parser.add_argument("--p-colour", type=float, default=AugmentConfig.p_colour)
-    parser.add_argument("--p-screenshot", type=float, default=AugmentConfig.p_screenshot)
-    parser.add_argument("--p-rescale", type=float, default=AugmentConfig.p_rescale)
+    parser.add_argument("--p-low-jpeg", type=fraction, default=AugmentConfig.p_low_jpeg)
+    parser.add_argument("--p-colour", type=fraction, default=AugmentConfig.p_colour)
+    parser.add_argument("--p-screenshot", type=fraction, default=AugmentConfig.p_screenshot)
+    parser.add_argument("--p-rescale", type=fraction, default=AugmentConfig.p_rescale)
     parser.add_argument(
         "--feedback-share",
         type=float,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .calibration import Calibration
@@ -151,8 +151,6 @@ def output_problem(path: Path, *inputs: Path | None) -> str | None:
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a humanmade weights file, unverified; WeightsError if unusable."""
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})
         state = load_file(str(path))

@@ -694,6 +694,19 @@ def test_number_options_are_checked_by_argparse(capsys):
     assert "must be" in capsys.readouterr().err
 
 
+def test_augmentation_probabilities_are_checked_by_argparse(capsys):
+    for flag in ("--p-jpeg", "--p-low-jpeg", "--p-colour", "--p-screenshot", "--p-rescale"):
+        assert (
+            getattr(train.build_parser().parse_args([flag, "0.5"]), flag[2:].replace("-", "_"))
+            == 0.5
+        )
+        for bad in ("1.5", "-0.1", "nan"):
+            with pytest.raises(SystemExit) as exit_info:
+                train.build_parser().parse_args([flag, bad])
+            assert exit_info.value.code == 2
+    assert "must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_saved_weights_are_readable_by_other_users(tiny_weights, tmp_path):
     """safetensors creates 0600 files; web workers often run as another user."""
     import os
