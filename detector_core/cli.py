@@ -52,13 +52,24 @@ PROGRESS_MIN_INPUTS = 6  # more inputs than this, or any folder, shows a progres
 
 # Subcommands whose arguments are handed to another module's `main(argv)` untouched.
 PASSTHROUGH = {
-    "train": ("detector_core.train", "train a model and write weights with a model card"),
-    "evaluate": ("detector_core.evaluate", "evaluate weights on a dataset split"),
+    "train": ("detector_core.training.train", "train a model and write weights with a model card"),
+    "evaluate": ("detector_core.training.evaluate", "evaluate weights on a dataset split"),
     "benchmark": ("detector_core.benchmark", "benchmark the detector"),
-    "loso": ("detector_core.loso", "leave-one-generator-family-out report"),
-    "calibrate": ("detector_core.calibrate", "refit calibration on reviewed images from a site"),
-    "gate": ("detector_core.gate", "compare a candidate model with the current one"),
-    "release": ("detector_core.release", "gate a candidate and write it with its model card"),
+    "loso": ("detector_core.training.loso", "leave-one-generator-family-out report"),
+    "setup": ("detector_core.setup", "fetch the CLIP model once (needs the network)"),
+    "fuse": (
+        "detector_core.training.fuse",
+        "train the CLIP head, fuse it with a trace network, write a release",
+    ),
+    "calibrate": (
+        "detector_core.training.calibrate",
+        "refit calibration on reviewed images from a site",
+    ),
+    "gate": ("detector_core.training.gate", "compare a candidate model with the current one"),
+    "release": (
+        "detector_core.training.release",
+        "gate a candidate and write it with its model card",
+    ),
 }
 
 

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,21 +14,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import HumanmadeError, ImageTooSmallError
-from .heatmap import build_heatmap
+from .errors import HumanmadeError, ImageTooSmallError, WeightsError
+from .experts.clip import ClipEncoder, ClipExpert
+from .experts.trace import PatchModel
+from .heatmap import Heatmap, build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
-from .model import PatchModel
+from .model_files import require_clip_model, sha256_of
 from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
 from .tiling import MIN_SIDE, Tile, cut_tiles, plan_tiles
 from .verdict import Band, BandCutoffs, ImageFacts, Verdict
-from .weights import LoadedWeights, default_weights_path, load_weights, torch_device
+from .weights import ClipSpec, LoadedWeights, default_weights_path, load_weights, torch_device
 
 if TYPE_CHECKING:
     from .fetch import FetchPolicy
 
 DEFAULT_MAX_TILES = 16
 DEFAULT_BATCH_TILES = 16
+# Log-odds: a score this close to a cut-off is re-checked on re-saved and resized copies.
+DEFAULT_STABILITY_MARGIN = 1.0
 
 
 @torch.inference_mode()
@@ -69,6 +74,18 @@ def image_logit(
     return float(logits.mean()), logits
 
 
+def load_clip_expert(spec: ClipSpec, path: Path | None = None) -> ClipExpert:
+    """The CLIP expert a release describes, on the cached encoder it was trained with."""
+    path = require_clip_model(path)
+    actual = sha256_of(path)
+    if actual != spec.encoder_sha256:
+        raise WeightsError(
+            f"The CLIP model at {path} (sha256 {actual[:12]}…) is not the one these weights "
+            f"were trained with ({spec.encoder_sha256[:12]}…). Run `humanmade setup` again."
+        )
+    return ClipExpert(ClipEncoder(path), spec.head, spec.max_crops)
+
+
 def _check_size(decoded: DecodedImage) -> None:
     if decoded.width < MIN_SIDE or decoded.height < MIN_SIDE:
         raise ImageTooSmallError(
@@ -85,7 +102,12 @@ class Detector:
     `cutoffs`: band cut-offs; by default those stored with the weights (see `humanmade
     calibrate`), which are 0.20/0.80 unless the weights say otherwise.
     `stability_check`: also score a re-encoded and a rescaled copy (with fewer tiles); when
-    the band flips between them, the verdict is `uncertain` and says why.
+    the band flips between them, the verdict is `uncertain` and says why. Only images whose
+    score lies within `stability_margin` (in log-odds) of a cut-off are checked; None checks
+    every image.
+    `clip_model`: the CLIP encoder file for releases with a CLIP expert (default
+    `$HUMANMADE_CLIP_MODEL` or the one `humanmade setup` caches); `clip_crops`: at most this
+    many native 224 px crops per image for it (default: the release's own cap).
     `provenance`: read what the file says about its origin (C2PA, XMP, EXIF, generator
     parameters, watermarks); strong AI evidence moves the band to `likely_ai`, and nothing
     in metadata moves it toward `likely_human`.
@@ -102,10 +124,15 @@ class Detector:
         fetch_policy: FetchPolicy | None = None,
         device: str | None = "cpu",
         stability_check: bool = True,
+        stability_margin: float | None = DEFAULT_STABILITY_MARGIN,
         provenance: bool = True,
+        clip_model: str | Path | None = None,
+        clip_crops: int | None = None,
     ) -> None:
         if max_tiles < 1:
             raise ValueError("max_tiles must be at least 1")
+        if clip_crops is not None and clip_crops < 1:
+            raise ValueError("clip_crops must be at least 1")
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         self.expected_sha256 = expected_sha256
         self._cutoffs = cutoffs
@@ -115,7 +142,11 @@ class Detector:
         self.device = torch_device(device)
         self.stability_check = stability_check
         self.provenance = provenance
+        self.clip_model = Path(clip_model) if clip_model is not None else None
+        self.clip_crops = clip_crops
+        self.stability_margin = stability_margin
         self._loaded: LoadedWeights | None = None
+        self._clip: ClipExpert | None = None
         self._lock = threading.Lock()
 
     def load(self) -> LoadedWeights:
@@ -129,6 +160,8 @@ class Detector:
                 if self._loaded is None:
                     loaded = load_weights(self.weights_path, self.expected_sha256)
                     loaded.model.to(self.device)
+                    if loaded.clip is not None:
+                        self._clip = load_clip_expert(loaded.clip, self.clip_model)
                     self._loaded = loaded
         return self._loaded
 
@@ -211,40 +244,41 @@ class Detector:
     ) -> list[Verdict]:
         images = [image for image, _ in decoded]
         loaded = self.loaded
-        # Job 0 of each image is the image itself; the rest are its stability variants.
-        jobs: list[tuple[int, str, np.ndarray, list[Tile]]] = []
-        for i, image in enumerate(images):
-            pixels = np.asarray(image.image, dtype=np.uint8)
-            tiles = plan_tiles(image.width, image.height, loaded.tile_size, self.max_tiles)
-            jobs.append((i, "original", pixels, tiles))
-            if self.stability_check:
-                cap = max(1, self.max_tiles // 4)
-                for name, variant in stability_variants(image.image):
-                    h, w = variant.shape[:2]
-                    if min(h, w) >= MIN_SIDE:
-                        jobs.append((i, name, variant, plan_tiles(w, h, loaded.tile_size, cap)))
-        by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
-        for j, (_, _, pixels, tiles) in enumerate(jobs):
-            for tile in cut_tiles(pixels, tiles):
-                by_shape[tile.shape[:2]].append((j, tile))
-        maps: list[list[np.ndarray]] = [[] for _ in jobs]
-        for entries in by_shape.values():
-            patch = tile_patch_logits(loaded.model, np.stack([t for _, t in entries]), self.device)
-            for (j, _), patch_map in zip(entries, patch, strict=True):
-                maps[j].append(patch_map)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(images))
-        calibrate = loaded.calibration.probability
         cutoffs = self.cutoffs
+        originals = self._expert_scores(
+            [(np.asarray(image.image, dtype=np.uint8), image.image) for image in images],
+            self.max_tiles,
+            self.clip_crops,
+        )
+        probabilities = [loaded.probability(s.logits) for s in originals]
+        # The stability copies cost two more passes; they can only change a verdict whose
+        # score lies near a cut-off, so only those images pay for them.
+        checked = [
+            i
+            for i, p in enumerate(probabilities)
+            if self.stability_check and cutoffs.near(p, self.stability_margin)
+        ]
+        variant_jobs: list[tuple[int, str]] = []
+        variant_inputs: list[tuple[np.ndarray, Image.Image]] = []
+        for i in checked:
+            for name, variant in stability_variants(images[i].image):
+                if min(variant.shape[:2]) >= MIN_SIDE:
+                    variant_jobs.append((i, name))
+                    variant_inputs.append((variant, Image.fromarray(variant)))
+        variant_scores = (
+            self._expert_scores(variant_inputs, max(1, self.max_tiles // 4), 1)
+            if variant_inputs
+            else []
+        )
+        variants: dict[int, dict[str, float]] = defaultdict(dict)
+        for (i, name), scores in zip(variant_jobs, variant_scores, strict=True):
+            variants[i][name] = loaded.probability(scores.logits)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(images))
         verdicts = []
         for i, image in enumerate(images):
-            own = [j for j, job in enumerate(jobs) if job[0] == i]
-            original, variants = own[0], own[1:]
-            tile_logit = np.array([m.mean() for m in maps[original]])
-            probability = float(calibrate(tile_logit.mean()))
+            scores, probability = originals[i], probabilities[i]
             band = cutoffs.band(probability)
-            variant_probs = {
-                jobs[j][1]: float(calibrate(np.mean([m.mean() for m in maps[j]]))) for j in variants
-            }
+            variant_probs = variants.get(i, {})
             flipped = {n: p for n, p in variant_probs.items() if cutoffs.band(p) != band}
             reasons: tuple[str, ...] = ()
             if flipped:
@@ -259,6 +293,8 @@ class Detector:
                 evidence = read_evidence(decoded[i][1], image.image)
                 band, evidence_reasons = combine(probability, band, evidence)
                 reasons += evidence_reasons
+            trace_calibrate = loaded.expert_calibration("trace").probability
+            driver = loaded.driver(scores.logits)
             verdicts.append(
                 Verdict(
                     ai_probability=probability,
@@ -272,22 +308,80 @@ class Detector:
                         n_bytes=image.n_bytes,
                     ),
                     elapsed_ms=elapsed_ms,
-                    tiles_scored=len(maps[original]),
-                    tile_probabilities=tuple(float(p) for p in calibrate(tile_logit)),
+                    tiles_scored=len(scores.trace_maps),
+                    tile_probabilities=tuple(
+                        float(trace_calibrate(m.mean())) for m in scores.trace_maps
+                    ),
                     unstable=bool(flipped),
                     variant_probabilities=tuple(variant_probs.items()),
                     reasons=reasons,
                     evidence=evidence,
-                    heatmap=(
-                        build_heatmap(
-                            image.width, image.height, jobs[original][3], maps[original], calibrate
-                        )
-                        if heatmap
-                        else None
-                    ),
+                    expert_probabilities=tuple(loaded.expert_probabilities(scores.logits).items()),
+                    heatmap=(self._heatmap(image, scores, driver) if heatmap else None),
                 )
             )
         return verdicts
+
+    def _heatmap(self, image: DecodedImage, scores: ExpertScores, expert: str) -> Heatmap:
+        """The patch map of the expert that drives the score, in its own probabilities."""
+        calibrate = self.loaded.expert_calibration(expert).probability
+        if expert == "clip":
+            boxes, maps = scores.clip_boxes, scores.clip_maps
+        else:
+            boxes, maps = scores.trace_tiles, scores.trace_maps
+        return build_heatmap(image.width, image.height, boxes, maps, calibrate, expert=expert)
+
+    def _expert_scores(
+        self,
+        inputs: Sequence[tuple[np.ndarray, Image.Image]],
+        max_tiles: int,
+        clip_crops: int | None,
+    ) -> list[ExpertScores]:
+        """Every expert's raw logit and patch maps for each (pixels, PIL image) input."""
+        loaded = self.loaded
+        plans = [
+            plan_tiles(px.shape[1], px.shape[0], loaded.tile_size, max_tiles) for px, _ in inputs
+        ]
+        by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for j, ((pixels, _), tiles) in enumerate(zip(inputs, plans, strict=True)):
+            for tile in cut_tiles(pixels, tiles):
+                by_shape[tile.shape[:2]].append((j, tile))
+        maps: list[list[np.ndarray]] = [[] for _ in inputs]
+        for entries in by_shape.values():
+            patch = tile_patch_logits(loaded.model, np.stack([t for _, t in entries]), self.device)
+            for (j, _), patch_map in zip(entries, patch, strict=True):
+                maps[j].append(patch_map)
+        out = []
+        for j, (_, image) in enumerate(inputs):
+            scores = ExpertScores(
+                logits={"trace": float(np.mean([m.mean() for m in maps[j]]))},
+                trace_tiles=plans[j],
+                trace_maps=maps[j],
+            )
+            if self._clip is not None:
+                logit, boxes, clip_maps = self._clip.score(image, clip_crops)
+                scores.logits["clip"] = logit
+                scores.clip_boxes, scores.clip_maps = boxes, clip_maps
+            out.append(scores)
+        return out
+
+    def expert_logits(self, pixels: np.ndarray) -> dict[str, float]:
+        """Each expert's raw logit for an RGB uint8 array, as `score` computes them before
+        the stability check and provenance: what evaluation and the release gate compare."""
+        return self._expert_scores(
+            [(pixels, Image.fromarray(pixels))], self.max_tiles, self.clip_crops
+        )[0].logits
+
+
+@dataclass
+class ExpertScores:
+    """One image's raw logit per expert, and where each expert looked."""
+
+    logits: dict[str, float]
+    trace_tiles: list[Tile]
+    trace_maps: list[np.ndarray]
+    clip_boxes: list[Tile] = field(default_factory=list)
+    clip_maps: list[np.ndarray] = field(default_factory=list)
 
 
 _default: Detector | None = None

@@ -21,12 +21,14 @@ class Heatmap:
 
     probabilities: np.ndarray  # (rows, cols), read-only
     cell_size: int
+    # The expert whose patches these are (the one that drives the score).
+    expert: str = "trace"
 
     def to_dict(self) -> dict:
         grid = [
             [None if np.isnan(v) else round(float(v), 4) for v in row] for row in self.probabilities
         ]
-        return {"cell_size": self.cell_size, "probabilities": grid}
+        return {"cell_size": self.cell_size, "expert": self.expert, "probabilities": grid}
 
 
 def build_heatmap(
@@ -35,6 +37,7 @@ def build_heatmap(
     tiles: Sequence[Tile],
     patch_logits: Sequence[np.ndarray],
     calibrate: Callable[[np.ndarray], np.ndarray],
+    expert: str = "trace",
 ) -> Heatmap:
     """Place each tile's patch logits on a grid over the image and calibrate them."""
     first_tile, first_map = tiles[0], patch_logits[0]
@@ -53,7 +56,7 @@ def build_heatmap(
     with np.errstate(invalid="ignore", divide="ignore"):
         probabilities = np.where(count > 0, calibrate(total / np.maximum(count, 1)), np.nan)
     probabilities.setflags(write=False)
-    return Heatmap(probabilities, cell)
+    return Heatmap(probabilities, cell, expert)
 
 
 def _colour(p: float) -> tuple[int, int, int, int]:

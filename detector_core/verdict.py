@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,11 @@ class Band(StrEnum):
         ]
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
 @dataclass(frozen=True)
 class BandCutoffs:
     """Probability cut-offs: below `human` is likely human, at or above `ai` is likely AI."""
@@ -35,6 +41,13 @@ class BandCutoffs:
             raise ValueError(
                 f"band cut-offs must satisfy 0 <= human < ai <= 1, got {self.human}, {self.ai}"
             )
+
+    def near(self, probability: float, margin: float | None) -> bool:
+        """Whether `probability` lies within `margin` log-odds of a cut-off (None: always)."""
+        if margin is None:
+            return True
+        z = _logit(probability)
+        return any(abs(z - _logit(c)) < margin for c in (self.human, self.ai))
 
     def band(self, probability: float) -> Band:
         if probability >= self.ai:
@@ -70,6 +83,8 @@ class Verdict:
     reasons: tuple[str, ...] = ()
     # What the file says about its origin (C2PA, XMP, EXIF, generator parameters, watermarks).
     evidence: tuple[Evidence, ...] = ()
+    # Each expert's own calibrated probability ("trace", "clip"), before fusion.
+    expert_probabilities: tuple[tuple[str, float], ...] = ()
     heatmap: Heatmap | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
@@ -101,6 +116,7 @@ class Verdict:
             "variant_probabilities": {k: round(v, 6) for k, v in self.variant_probabilities},
             "reasons": list(self.reasons),
             "evidence": [e.to_dict() for e in self.evidence],
+            "experts": {k: round(v, 6) for k, v in self.expert_probabilities},
         }
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap.to_dict()

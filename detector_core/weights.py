@@ -16,7 +16,9 @@ from safetensors.torch import load_file, save_file
 
 from .calibration import Calibration
 from .errors import WeightsError
-from .model import ModelConfig, PatchModel, build_model
+from .experts.clip import DEFAULT_MAX_CROPS, ClipHead
+from .experts.trace import ModelConfig, PatchModel, build_model
+from .fusion import Fusion
 from .verdict import BandCutoffs
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "humanmade.safetensors"
 MODEL_CARD_NAME = "README.md"
 FORMAT_TAG = "humanmade-weights/1"
+CLIP_PREFIX = "clip."
 _CARD_SHA_LINE = re.compile(r"sha256 of `(?P<name>[^`]+)`: `(?P<sha>[0-9a-f]{64})`")
 
 
@@ -40,6 +43,47 @@ class LoadedWeights:
     metadata: dict[str, str]
     # The band cut-offs that go with this calibration (metadata "cutoffs"; default 0.20/0.80).
     cutoffs: BandCutoffs = BandCutoffs()
+    # The CLIP expert's head, when the release has one; `trace` is always there.
+    clip: ClipSpec | None = None
+    # How the experts' logits become one; a single-network release passes "trace" through.
+    fusion: Fusion = Fusion.single("trace")
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        return self.fusion.names
+
+    @property
+    def single_expert(self) -> bool:
+        return len(self.fusion.experts) == 1
+
+    def expert_calibration(self, name: str) -> Calibration:
+        """How `name`'s raw logit becomes its own probability."""
+        if self.single_expert:
+            return self.calibration
+        return next(e.calibration for e in self.fusion.experts if e.name == name)
+
+    def expert_probabilities(self, logits: dict[str, float]) -> dict[str, float]:
+        return {n: float(self.expert_calibration(n).probability(logits[n])) for n in self.experts}
+
+    def probability(self, logits: dict[str, float]) -> float:
+        """The release's calibrated probability from its experts' raw logits."""
+        return float(self.calibration.probability(self.fusion.logit(logits)))
+
+    def driver(self, logits: dict[str, float]) -> str:
+        """The expert whose patch map explains the score best (see `Fusion.driver`)."""
+        return self.fusion.driver(logits)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What a release needs of the CLIP expert: its head, crop cap and the encoder's sha256."""
+
+    head: ClipHead
+    encoder_sha256: str
+    max_crops: int = DEFAULT_MAX_CROPS
+
+    def to_json(self) -> str:
+        return json.dumps({"encoder_sha256": self.encoder_sha256, "max_crops": self.max_crops})
 
 
 def default_weights_path() -> Path:
@@ -79,11 +123,14 @@ def save_weights(
     tile_size: int,
     extra: dict[str, str] | None = None,
     cutoffs: BandCutoffs | None = None,
+    clip: ClipSpec | None = None,
+    fusion: Fusion | None = None,
 ) -> str:
     """Write a safetensors release; returns its sha256 for the model card.
 
     `cutoffs`: band cut-offs chosen for this calibration (e.g. by `humanmade calibrate`);
-    without them a Detector falls back to the defaults.
+    without them a Detector falls back to the defaults. `clip` and `fusion`: the second
+    expert and how the two are combined (see `training.fuse`).
     """
     metadata = {
         "format": FORMAT_TAG,
@@ -98,6 +145,12 @@ def save_weights(
     if cutoffs is not None:
         metadata["cutoffs"] = json.dumps({"human": cutoffs.human, "ai": cutoffs.ai})
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if clip is not None:
+        metadata["clip"] = clip.to_json()
+        for name, value in clip.head.state().items():
+            state[CLIP_PREFIX + name] = torch.from_numpy(value.copy())
+    if fusion is not None:
+        metadata["fusion"] = fusion.to_json()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved into place: an interrupted or failed write (disk
@@ -189,6 +242,14 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
         )
     metadata, state = read_safetensors(path)
     try:
+        clip_keys = [k for k in state if k.startswith(CLIP_PREFIX)]
+        clip_state = {k[len(CLIP_PREFIX) :]: state.pop(k).numpy() for k in clip_keys}
+        clip = _read_clip(metadata.get("clip"), clip_state)
+        fusion = (
+            Fusion.from_json(metadata["fusion"]) if "fusion" in metadata else Fusion.single("trace")
+        )
+        if set(fusion.names) - {"trace", "clip"} or ("clip" in fusion.names) != (clip is not None):
+            raise ValueError(f"fusion experts {fusion.names} do not match the stored networks")
         model = build_model(ModelConfig.from_json(metadata["config"]))
         model.load_state_dict(state, strict=True)
         cal = json.loads(metadata["calibration"])
@@ -209,6 +270,21 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
         path=path,
         metadata=metadata,
         cutoffs=cutoffs,
+        clip=clip,
+        fusion=fusion,
+    )
+
+
+def _read_clip(text: str | None, state: dict) -> ClipSpec | None:
+    if not text and not state:
+        return None
+    if not text:
+        raise ValueError("clip head tensors without clip metadata")
+    raw = json.loads(text)
+    return ClipSpec(
+        head=ClipHead.from_state(state),
+        encoder_sha256=str(raw["encoder_sha256"]),
+        max_crops=int(raw.get("max_crops", DEFAULT_MAX_CROPS)),
     )
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from detector_core.calibration import Calibration
-from detector_core.model import LocalTraceNet, ModelConfig
+from detector_core.experts.trace import LocalTraceNet, ModelConfig
 from detector_core.weights import save_weights
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"

@@ -212,7 +212,7 @@ def test_info_prints_val_report(capsys, tmp_path):
     import torch
 
     from detector_core.calibration import Calibration
-    from detector_core.model import LocalTraceNet, ModelConfig
+    from detector_core.experts.trace import LocalTraceNet, ModelConfig
     from detector_core.weights import save_weights
 
     torch.manual_seed(0)

@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 from safetensors.torch import load_file, save_file
 
 from cms_plugin.models import Detection
-from detector_core import gate, release, train
+from detector_core.training import gate, release, train
 from detector_core.weights import load_weights
 
 SIZE = 96

@@ -24,8 +24,18 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from .argtypes import report_error
-from .errors import WeightsError
+from ..argtypes import report_error
+from ..errors import WeightsError
+from ..weights import (
+    MODEL_CARD_NAME,
+    WEIGHTS_ENV,
+    card_sha256,
+    file_sha256,
+    load_weights,
+    make_readable,
+    output_problem,
+    read_safetensors,
+)
 from .gate import (
     EXIT_REFUSED,
     EXIT_USAGE,
@@ -36,16 +46,6 @@ from .gate import (
     markdown_table,
     print_result,
     write_gate_plot,
-)
-from .weights import (
-    MODEL_CARD_NAME,
-    WEIGHTS_ENV,
-    card_sha256,
-    file_sha256,
-    load_weights,
-    make_readable,
-    output_problem,
-    read_safetensors,
 )
 
 PROG = "humanmade release"

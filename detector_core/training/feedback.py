@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..errors import HumanmadeError
 from .data import ManifestRow, balanced_weights, load_pixels
-from .errors import HumanmadeError
 
 LABEL_ORIGINS = ("reviewer", "confident_score")
 ALL_ORIGINS = ("dataset", *LABEL_ORIGINS)

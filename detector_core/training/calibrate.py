@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .argtypes import fraction, int_at_least, report_error
-from .calibration import Calibration, expected_calibration_error, fit_calibration
+from ..argtypes import fraction, int_at_least, report_error
+from ..calibration import Calibration, expected_calibration_error, fit_calibration
+from ..errors import WeightsError
+from ..verdict import BandCutoffs
+from ..weights import default_weights_path, load_weights, output_problem, save_weights
 from .data import ManifestRow
-from .errors import WeightsError
-from .evaluate import logits_for
+from .evaluate import release_logits
 from .feedback import ExportError, load_export_pixels, read_exports
-from .verdict import BandCutoffs
-from .weights import default_weights_path, load_weights, output_problem, save_weights
 
 PROG = "humanmade calibrate"
 
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as exc:
         return report_error(PROG, str(exc))
     fit_targets = np.array([r.target for r in fit_rows])
-    fit_logits = logits_for(loaded.model, fit_arrays, loaded.tile_size, progress=progress)
+    fit_logits = release_logits(loaded, fit_arrays, progress=progress)
     calibration = fit_calibration(fit_logits, fit_targets)
     if not (math.isfinite(calibration.temperature) and math.isfinite(calibration.bias)):
         print("humanmade calibrate: error: the calibration fit diverged", file=sys.stderr)
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if val_rows:
         val_targets = np.array([r.target for r in val_rows])
-        val_logits = logits_for(loaded.model, val_arrays, loaded.tile_size, progress=progress)
+        val_logits = release_logits(loaded, val_arrays, progress=progress)
         report["held_out"] = {
             "before": calibration_figures(old_cal.probability(val_logits), val_targets, old_cut),
             "after": calibration_figures(calibration.probability(val_logits), val_targets, cutoffs),
@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             loaded.tile_size,
             extra=extra,
             cutoffs=cutoffs,
+            clip=loaded.clip,
+            fusion=None if loaded.single_expert else loaded.fusion,
         )
     except OSError as exc:
         return report_error(PROG, f"cannot write the new weights: {exc}")

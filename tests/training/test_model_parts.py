@@ -12,7 +12,8 @@ from conftest import make_image
 from PIL import Image
 
 from detector_core.calibration import Calibration, expected_calibration_error, fit_calibration
-from detector_core.data import (
+from detector_core.experts.trace import LocalTraceNet, ModelConfig, neighbour_residual
+from detector_core.training.data import (
     AugmentConfig,
     ManifestRow,
     augment,
@@ -21,9 +22,8 @@ from detector_core.data import (
     random_crop,
     screenshot,
 )
-from detector_core.evaluate import build_report, crossfit_ece, sample_rows
-from detector_core.metrics import roc_auc, roc_curve, tpr_at_fpr
-from detector_core.model import LocalTraceNet, ModelConfig, neighbour_residual
+from detector_core.training.evaluate import build_report, crossfit_ece, sample_rows
+from detector_core.training.metrics import roc_auc, roc_curve, tpr_at_fpr
 from detector_core.verdict import BandCutoffs
 
 
@@ -158,7 +158,7 @@ def test_sample_rows_is_stratified_and_deterministic():
 def test_evaluation_plots_are_written_as_png(tmp_path):
     from PIL import Image
 
-    from detector_core.evaluate import write_plots
+    from detector_core.training.evaluate import write_plots
 
     rows = [_row("ai" if i % 2 else "human", f"s{i % 5}") for i in range(60)]
     probs = np.linspace(0.01, 0.99, 60)
@@ -170,8 +170,8 @@ def test_evaluation_plots_are_written_as_png(tmp_path):
 
 
 def test_aligned_fakes_are_labelled_ai_cached_and_identical_twins_dropped(tmp_path, monkeypatch):
-    from detector_core import twins
-    from detector_core.train import add_aligned_fakes
+    from detector_core.training import twins
+    from detector_core.training.train import add_aligned_fakes
 
     calls = []
 
@@ -198,7 +198,7 @@ def test_aligned_fakes_are_labelled_ai_cached_and_identical_twins_dropped(tmp_pa
 
 
 def test_robustness_transforms_keep_images_usable():
-    from detector_core.evaluate import ROBUSTNESS
+    from detector_core.training.evaluate import ROBUSTNESS
 
     image = make_image(256, 200, seed=3)
     sizes = {name: fn(image).size for name, fn in ROBUSTNESS.items()}
@@ -211,7 +211,7 @@ def test_robustness_transforms_keep_images_usable():
 
 
 def test_robustness_report_on_a_tiny_model(tiny_weights):
-    from detector_core.evaluate import robustness_report
+    from detector_core.training.evaluate import robustness_report
     from detector_core.weights import load_weights
 
     loaded = load_weights(tiny_weights)
@@ -227,7 +227,7 @@ def test_robustness_report_on_a_tiny_model(tiny_weights):
 
 def test_robustness_verdicts_count_what_people_would_see(tiny_weights):
     from detector_core.detector import Detector
-    from detector_core.evaluate import robustness_report
+    from detector_core.training.evaluate import robustness_report
     from detector_core.weights import load_weights
 
     loaded = load_weights(tiny_weights)
@@ -263,6 +263,6 @@ def test_robustness_verdicts_count_what_people_would_see(tiny_weights):
     ],
 )
 def test_generator_families_for_leave_one_out(generator, family):
-    from detector_core.loso import family_of
+    from detector_core.training.loso import family_of
 
     assert family_of(generator) == family

@@ -1,6 +1,6 @@
 """Train the detector on the shared dataset's `train` split; calibrate on `val`; write a release.
 
-    python -m detector_core.train --out weights/humanmade.safetensors
+    python -m detector_core.training.train --out weights/humanmade.safetensors
     humanmade train --base weights/humanmade.safetensors --add site-export/ --out new.safetensors
 
 Knobs live in `TrainConfig`; everything it does is printed. Validation images are never
@@ -8,7 +8,7 @@ trained on: they are used for the calibration fit (two parameters) and for repor
 The weights written are those of the last epoch: no epoch is picked by its validation score.
 
 `--base` fine-tunes existing weights (fewer epochs, lower learning rate by default) and
-`--add` mixes in a site's review export (see `detector_core.feedback` for the weighting).
+`--add` mixes in a site's review export (see `detector_core.training.feedback` for the weighting).
 An export's `val` rows are the release gate's held-out slice and are never trained on.
 """
 
@@ -28,8 +28,12 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from .argtypes import fraction, int_at_least, report_error
-from .calibration import Calibration, fit_calibration
+from ..argtypes import fraction, int_at_least, report_error
+from ..calibration import Calibration, fit_calibration
+from ..errors import WeightsError
+from ..experts.trace import ModelConfig, PatchModel, build_model, count_parameters
+from ..verdict import BandCutoffs
+from ..weights import LoadedWeights, load_weights, output_problem, save_weights
 from .data import (
     DATASET_ENV,
     AugmentConfig,
@@ -42,7 +46,6 @@ from .data import (
     seed_worker,
     summarise,
 )
-from .errors import WeightsError
 from .evaluate import build_report, headline, logits_for
 from .feedback import (
     DEFAULT_CONFIDENT_CAP,
@@ -55,9 +58,6 @@ from .feedback import (
     read_exports,
     summarise_training_data,
 )
-from .model import ModelConfig, PatchModel, build_model, count_parameters
-from .verdict import BandCutoffs
-from .weights import LoadedWeights, load_weights, output_problem, save_weights
 
 PROG = "humanmade train"
 
@@ -399,6 +399,15 @@ def main(argv: list[str] | None = None) -> int:
             base_weights = load_weights(args.base)
         except WeightsError as exc:
             return report_error(PROG, str(exc))
+        if not base_weights.single_expert:
+            # Its fusion weights were fitted to the trace network as it is; a fine-tuned
+            # network needs them fitted again.
+            return report_error(
+                PROG,
+                f"{args.base.name} fuses several experts; fine-tune its trace network "
+                "(the weights named in its trace_source) and run `humanmade fuse --trace` "
+                "on the result",
+            )
     # Checked now, not after hours of training; --out defaults to the committed release,
     # which is also the usual --base.
     problem = output_problem(args.out, args.base)

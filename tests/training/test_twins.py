@@ -8,7 +8,7 @@ import torch
 from conftest import needs_shared
 from PIL import Image, ImageDraw
 
-from detector_core.twins import (
+from detector_core.training.twins import (
     DECODER_FILE,
     ENCODER_FILE,
     TwinAutoencoder,

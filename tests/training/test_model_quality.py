@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from conftest import DATASET, needs_shared
 
-from detector_core.evaluate import evaluate
+from detector_core.training.evaluate import evaluate
 
 pytestmark = needs_shared()
 

@@ -26,19 +26,19 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .calibration import (
+from ..calibration import (
     Calibration,
     expected_calibration_error,
     fit_calibration,
     reliability_bins,
 )
+from ..detector import DEFAULT_MAX_TILES, Detector, image_logit
+from ..experts.trace import PatchModel
+from ..tiling import MIN_SIDE
+from ..verdict import Band, BandCutoffs
+from ..weights import LoadedWeights, default_weights_path, load_weights
 from .data import ManifestRow, default_dataset_dir, load_pixels, read_manifest
-from .detector import DEFAULT_MAX_TILES, Detector, image_logit
 from .metrics import roc_auc, roc_curve, tpr_at_fpr
-from .model import PatchModel
-from .tiling import MIN_SIDE
-from .verdict import Band, BandCutoffs
-from .weights import default_weights_path, load_weights
 
 _CPU = torch.device("cpu")
 
@@ -50,6 +50,22 @@ def logits_for(
     return np.array(
         [
             image_logit(model, a, tile_size, DEFAULT_MAX_TILES, _CPU)[0]
+            for a in tqdm(arrays, desc="scoring", unit="img", disable=not progress)
+        ]
+    )
+
+
+def release_logits(
+    loaded: LoadedWeights, arrays: Sequence[np.ndarray], progress: bool = True
+) -> np.ndarray:
+    """The release's logits before its final calibration: the fused logit of its experts
+    (for a one-network release, that network's raw logit), exactly as the Detector has it."""
+    detector = Detector(
+        loaded.path, expected_sha256=loaded.sha256, stability_check=False, provenance=False
+    )
+    return np.array(
+        [
+            loaded.fusion.logit(detector.expert_logits(a))
             for a in tqdm(arrays, desc="scoring", unit="img", disable=not progress)
         ]
     )
@@ -101,11 +117,9 @@ ROBUSTNESS = {
 
 
 def robustness_report(
-    model: PatchModel,
-    calibration: Calibration,
+    loaded: LoadedWeights,
     rows: Sequence[ManifestRow],
     arrays: Sequence[np.ndarray],
-    tile_size: int,
     cutoffs: BandCutoffs,
     progress: bool = True,
     detector: Detector | None = None,
@@ -118,6 +132,9 @@ def robustness_report(
     which gives the rate at which people would actually see `likely_ai` on human work.
     """
     out = {}
+    scorer = Detector(
+        loaded.path, expected_sha256=loaded.sha256, stability_check=False, provenance=False
+    )
     for name, transform in ROBUSTNESS.items():
         keep, logits, human_images = [], [], []
         for i, array in enumerate(tqdm(arrays, desc=name, unit="img", disable=not progress)):
@@ -126,11 +143,11 @@ def robustness_report(
             if min(pixels.shape[:2]) < MIN_SIDE:
                 continue
             keep.append(i)
-            logits.append(image_logit(model, pixels, tile_size, DEFAULT_MAX_TILES, _CPU)[0])
+            logits.append(loaded.fusion.logit(scorer.expert_logits(pixels)))
             if detector is not None and rows[i].target == 0:
                 human_images.append(image)
         targets = np.array([rows[i].target for i in keep])
-        probs = calibration.probability(np.array(logits))
+        probs = loaded.calibration.probability(np.array(logits))
         human = targets == 0
         out[name] = {
             "n": len(keep),
@@ -383,7 +400,7 @@ def evaluate(
     if not rows:
         raise ValueError(f"split {split!r} has no rows in {data_dir}")
     arrays = load_pixels(data_dir, rows, progress=progress)
-    logits = logits_for(loaded.model, arrays, loaded.tile_size, progress=progress)
+    logits = release_logits(loaded, arrays, progress=progress)
     report = build_report(rows, logits, loaded.calibration, cutoffs)
     report |= {
         "split": split,
@@ -398,14 +415,7 @@ def evaluate(
             else None
         )
         report["robustness"] = robustness_report(
-            loaded.model,
-            loaded.calibration,
-            rows,
-            arrays,
-            loaded.tile_size,
-            cutoffs,
-            progress,
-            detector,
+            loaded, rows, arrays, cutoffs, progress, detector
         )
     return report, rows, loaded.calibration.probability(logits)
 

@@ -14,12 +14,13 @@ from conftest import EXPORT_COLUMNS, MANIFEST_COLUMNS, make_image
 from PIL import Image
 from safetensors.torch import load_file
 
-from detector_core import calibrate, train
 from detector_core.calibration import Calibration
-from detector_core.data import ManifestRow, read_manifest
 from detector_core.detector import Detector
 from detector_core.errors import WeightsError
-from detector_core.feedback import (
+from detector_core.experts.trace import LocalTraceNet, ModelConfig
+from detector_core.training import calibrate, train
+from detector_core.training.data import ManifestRow, read_manifest
+from detector_core.training.feedback import (
     ExportError,
     MixConfig,
     load_export_pixels,
@@ -28,7 +29,6 @@ from detector_core.feedback import (
     read_exports,
     summarise_training_data,
 )
-from detector_core.model import LocalTraceNet, ModelConfig
 from detector_core.verdict import Band, BandCutoffs
 from detector_core.weights import file_sha256, load_weights, save_weights
 

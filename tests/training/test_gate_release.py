@@ -21,7 +21,8 @@ from PIL import Image
 
 from detector_core.calibration import Calibration
 from detector_core.cli import main as cli_main
-from detector_core.gate import (
+from detector_core.experts.trace import LocalTraceNet, ModelConfig
+from detector_core.training.gate import (
     POOLED,
     SHARED_SET,
     GateError,
@@ -34,7 +35,6 @@ from detector_core.gate import (
     run_gate,
     shared_eval_set,
 )
-from detector_core.model import LocalTraceNet, ModelConfig
 from detector_core.verdict import BandCutoffs
 from detector_core.weights import _CARD_SHA_LINE, file_sha256, load_weights, save_weights
 
@@ -526,7 +526,7 @@ def test_a_release_that_fails_part_way_leaves_nothing_and_can_be_retried(
     capsys, models, dataset, tmp_path, monkeypatch
 ):
     """Weights without their card line load unverified and block the version; they go."""
-    import detector_core.release as release_module
+    import detector_core.training.release as release_module
 
     out_dir = tmp_path / "rel"
 

@@ -24,7 +24,7 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from .intake import IntakeLimits, load_image
+from ..intake import IntakeLimits, load_image
 
 DATASET_ENV = "HUMANMADE_DATASET"
 
@@ -34,7 +34,7 @@ def default_dataset_dir() -> Path:
     env = os.environ.get(DATASET_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+    return Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,14 @@ class ManifestRow:
     generator: str
     content: str
     # Who decided the label: "dataset" (the shared dataset), or, in a site's review export,
-    # "reviewer" (a person) or "confident_score" (the model itself; see detector_core.feedback).
+    # "reviewer" (a person) or "confident_score" (the model itself; see training.feedback).
     label_origin: str = "dataset"
     # The model version that scored the image (review exports only).
     model_version: str = ""
+    # Of the file the image was cut from, and where it came from (`repo@commit:path` or
+    # `package@version:path`): what the sealed set's exclusion list and reserved sources name.
+    sha256_original: str = ""
+    origin: str = ""
 
     @property
     def target(self) -> int:
@@ -79,6 +83,8 @@ def read_manifest(dataset_dir: Path, split: str | None = None) -> list[ManifestR
                     content=raw.get("content", "") or "",
                     label_origin=raw.get("label_origin") or "dataset",
                     model_version=raw.get("model_version", "") or "",
+                    sha256_original=raw.get("sha256_original", "") or "",
+                    origin=raw.get("origin", "") or "",
                 )
             )
     return rows

@@ -45,7 +45,7 @@ Twins of 256x256 train human photos: median PSNR ~31 dB (10th percentile ~25, wo
 on a screenshot full of small text). A flat black or white image comes back identical
 (the decoder's overshoot is clamped away), so such a pair carries no decoder trace.
 
-    python -m detector_core.twins --in photo.jpg --out twin.png
+    python -m detector_core.training.twins --in photo.jpg --out twin.png
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def default_generator_dir() -> Path:
     env = os.environ.get(GENERATORS_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "generators"
+    return Path(__file__).resolve().parents[3] / "shared" / "generators"
 
 
 # --------------------------------------------------------------------------- layers
@@ -298,7 +298,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m detector_core.twins",
+        prog="python -m detector_core.training.twins",
         description="Write the AI-decoded twin of an image and report its PSNR.",
     )
     parser.add_argument("--in", dest="src", type=Path, required=True, help="input image")
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from .errors import ImageError
-    from .intake import load_image
+    from ..errors import ImageError
+    from ..intake import load_image
 
     folder = args.generators or default_generator_dir()
     for name in (ENCODER_FILE, DECODER_FILE):

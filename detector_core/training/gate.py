@@ -29,17 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from .argtypes import fraction, int_at_least, report_error
-from .calibration import expected_calibration_error
+from ..argtypes import fraction, int_at_least, report_error
+from ..calibration import expected_calibration_error
+from ..errors import HumanmadeError, WeightsError
+from ..intake import IntakeLimits, load_image
+from ..tiling import MIN_SIDE
+from ..verdict import BandCutoffs
+from ..weights import LoadedWeights, default_weights_path, load_weights
 from .data import ManifestRow, default_dataset_dir, read_manifest
-from .errors import HumanmadeError, WeightsError
-from .evaluate import logits_for, sample_rows
+from .evaluate import release_logits, sample_rows
 from .feedback import ExportError, read_export
-from .intake import IntakeLimits, load_image
 from .metrics import roc_auc, roc_curve
-from .tiling import MIN_SIDE
-from .verdict import BandCutoffs
-from .weights import LoadedWeights, default_weights_path, load_weights
 
 PROG = "humanmade gate"
 
@@ -347,12 +347,8 @@ def run_gate(
             continue
         set_scores = SetScores(
             targets=targets,
-            current=cur_w.calibration.probability(
-                logits_for(cur_w.model, arrays, cur_w.tile_size, progress=progress)
-            ),
-            candidate=cand_w.calibration.probability(
-                logits_for(cand_w.model, arrays, cand_w.tile_size, progress=progress)
-            ),
+            current=cur_w.calibration.probability(release_logits(cur_w, arrays, progress)),
+            candidate=cand_w.calibration.probability(release_logits(cand_w, arrays, progress)),
         )
         scores[eval_set.name] = set_scores
         rows.append(_row(eval_set.name, set_scores, skipped, cur, cand))
