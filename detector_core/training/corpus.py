@@ -221,7 +221,9 @@ def read_excluded(path: Path) -> set[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CorpusError(f"cannot read the held-out digests {path}: {exc.strerror or exc}") from None
+        raise CorpusError(
+            f"cannot read the held-out digests {path}: {exc.strerror or exc}"
+        ) from None
     return {line.split()[0].lower() for line in text.splitlines() if line.strip()[:1].isalnum()}
 
 
@@ -315,7 +317,10 @@ class Registry:
             hits = [p for p in folder.glob("*.whl") if p.name.lower().startswith(stem)]
         else:
             # apt-get writes an epoch's colon as %3a; older tools drop the epoch.
-            stems = {f"{package}_{version.replace(':', '%3a')}_", f"{package}_{version.split(':')[-1]}_"}
+            stems = {
+                f"{package}_{version.replace(':', '%3a')}_",
+                f"{package}_{version.split(':')[-1]}_",
+            }
             hits = [p for stem in stems for p in folder.glob(f"{glob_escape(stem)}*.deb")]
         return sorted(hits)[0] if hits else None
 
@@ -349,7 +354,9 @@ class Registry:
                     return {name: wheel.read(name) for name in wanted if name in names}
             return _deb_members(path, wanted)
         except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
-            raise CorpusError(f"{path.name} is damaged ({exc}); delete it to download again") from None
+            raise CorpusError(
+                f"{path.name} is damaged ({exc}); delete it to download again"
+            ) from None
 
 
 def glob_escape(text: str) -> str:
@@ -365,7 +372,9 @@ def _deb_members(path: Path, wanted: set[str]) -> dict[str, bytes]:
             stderr=subprocess.PIPE,
         )
     except FileNotFoundError:
-        raise CorpusError("reading Debian packages needs dpkg-deb, which is not installed") from None
+        raise CorpusError(
+            "reading Debian packages needs dpkg-deb, which is not installed"
+        ) from None
     found: dict[str, bytes] = {}
     assert proc.stdout is not None
     with tarfile.open(fileobj=proc.stdout, mode="r|*") as tar:
@@ -378,7 +387,9 @@ def _deb_members(path: Path, wanted: set[str]) -> dict[str, bytes]:
     proc.stdout.close()
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.wait() != 0:
-        raise CorpusError(f"{path.name} is not a readable .deb: {stderr.strip() or 'dpkg-deb failed'}")
+        raise CorpusError(
+            f"{path.name} is not a readable .deb: {stderr.strip() or 'dpkg-deb failed'}"
+        )
     return found
 
 
@@ -483,6 +494,12 @@ def build(
     for group in by_package.values():  # every refusal before the first download
         registry.refuse_reserved(group[0])
 
+    # Every download before the first crop: a network or version problem shows at once.
+    paths = {key: registry.fetch(*key) for key in sorted(by_package)}
+    for key, path in paths.items():
+        if key[0] == "debian":
+            _check_deb_source(registry, path, by_package[key][0])
+
     work = out.with_name(f".{out.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     (work / "images").mkdir(parents=True)
@@ -493,10 +510,9 @@ def build(
     try:
         for (reg, package, version), group in sorted(by_package.items()):
             bar.set_postfix_str(package, refresh=False)
-            path = registry.fetch(reg, package, version)
-            if reg == "debian":
-                _check_deb_source(registry, path, group[0])
-            found = registry.read_files(path, reg, {r.file for r in group})
+            found = registry.read_files(
+                paths[(reg, package, version)], reg, {r.file for r in group}
+            )
             for row in group:
                 manifest += _process(row, found.get(row.file), excluded, work, report, bar)
                 bar.update(1)
@@ -647,7 +663,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"humanmade data: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, permissions: the cause, not a traceback
-        print(f"humanmade data: error: cannot write the corpus: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"humanmade data: error: cannot write the corpus: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     print(f"{out}: {report.summary()}")
     return 0
