@@ -23,7 +23,7 @@ needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs 
 
 WHEEL = ("fakeart", "1.0")
 DEB = ("fake-photos", "2:3.1-1")  # an epoch, as many Debian versions have
-RESERVED = "# comment\nreserved-art\nlomiri-wallpapers\nheld-src-data\n"
+RESERVED = "# comment\nreserved-art\nheld-wallpapers\nheld-src-data\n"
 
 
 class OfflineRegistry(corpus.Registry):
@@ -255,7 +255,7 @@ def test_held_out_digests_are_dropped(setup, files):
     [
         ("reserved-art", {}),  # the name itself
         ("Reserved_Art", {}),  # PyPI spelling of the same name
-        ("lomiri-wallpapers-20.04", {}),  # a listed name as prefix
+        ("held-wallpapers-20.04", {}),  # a listed name as prefix
         ("innocent-data", {"innocent-data": "held-src", "held-src-data": "held-src"}),  # source
     ],
 )
