@@ -274,14 +274,14 @@ class Registry:
     def refuse_reserved(self, row: ListRow) -> None:
         """Raise if the row's package is reserved; checked before any download."""
         hit = reserved_match(row.package, self.reserved)
-        if hit is None and row.registry == "debian":
+        if hit is not None:
+            raise CorpusError(f"{row.package} is a reserved source ({hit}); never train on it")
+        if row.registry == "debian":
             source = self.source_of(row.package, row.version)
             if source and _canonical(source) in self.reserved_sources():
-                hit = source
-        if hit is not None:
-            raise CorpusError(
-                f"{row.package} is a reserved source ({hit}); it must not be used for training"
-            )
+                raise CorpusError(
+                    f"{row.package} is built from {source}, a reserved source; never train on it"
+                )
 
     def source_of(self, package: str, version: str | None = None) -> str | None:
         return debian_source(package, version)
