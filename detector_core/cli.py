@@ -2,7 +2,7 @@
 
     humanmade score photo.jpg https://example.com/a.png some/folder/ [--json]
     humanmade info [--weights FILE] [--json]
-    humanmade train|evaluate|benchmark ...   (arguments go to those tools unchanged)
+    humanmade train|evaluate|benchmark|data ...   (arguments go to those tools unchanged)
 
 Failures the engine reports on purpose (`HumanmadeError`) are shown as one-line messages,
 never as tracebacks. Exit codes: 0 all went well, 1 at least one input failed, 2 usage
@@ -70,6 +70,7 @@ PASSTHROUGH = {
         "detector_core.training.release",
         "gate a candidate and write it with its model card",
     ),
+    "data": ("detector_core.training.corpus", "build the extra training corpus from registries"),
 }
 
 

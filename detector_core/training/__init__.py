@@ -1,0 +1,1 @@
+"""Training tools: data, training, evaluation and the gates a release passes."""
