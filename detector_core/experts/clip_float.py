@@ -40,7 +40,10 @@ class FloatClipVisionTower(nn.Module):
         import timm  # training-time dependency; scoring uses the ONNX graph
 
         vit = timm.create_model(
-            "vit_base_patch16_clip_quickgelu_224", pretrained=False, num_classes=0
+            "vit_base_patch16_clip_quickgelu_224",
+            pretrained=False,
+            num_classes=0,
+            weight_init="skip",  # every weight is overwritten from the graph
         )
         # The graph's hidden states come before the final layer norm, which CLIP applies to
         # the class token only; taking it out of timm's forward_features keeps both outputs.
