@@ -7,4 +7,6 @@ the experts' image logits into one.
 
 - `trace` — small CNNs on native-resolution tiles: decoder and upsampling traces.
 - `clip` — CLIP ViT-B/16 tokens with a linear head: what generated content looks like.
+- `clip_float` — a float PyTorch rebuild of the int8 CLIP graph, for fine-tuning and GPUs
+  (training side only; scoring runs the int8 graph).
 """
