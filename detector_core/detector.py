@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import HumanmadeError, ImageTooSmallError
+from .errors import HumanmadeError
 from .heatmap import build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
 from .model import PatchModel
 from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
-from .tiling import MIN_SIDE, Tile, cut_tiles, plan_tiles
+from .tiling import MIN_SIDE, Tile, check_min_size, cut_tiles, plan_tiles
 from .verdict import Band, BandCutoffs, ImageFacts, Verdict
 from .weights import LoadedWeights, default_weights_path, load_weights, torch_device
 
@@ -70,11 +70,7 @@ def image_logit(
 
 
 def _check_size(decoded: DecodedImage) -> None:
-    if decoded.width < MIN_SIDE or decoded.height < MIN_SIDE:
-        raise ImageTooSmallError(
-            f"The image is {decoded.width}×{decoded.height} pixels; at least "
-            f"{MIN_SIDE}×{MIN_SIDE} is needed to judge it."
-        )
+    check_min_size(decoded.width, decoded.height)
 
 
 class Detector:

@@ -34,7 +34,7 @@ from detector_core.errors import (
     TooManyRedirectsError,
 )
 
-__all__ = ["FetchPolicy", "FetchedBytes", "fetch_url"]
+__all__ = ["FetchPolicy", "FetchedBytes", "check_url", "fetch_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -159,6 +159,22 @@ def fetch_url(url: str, policy: FetchPolicy = _DEFAULT_POLICY) -> FetchedBytes:
     raise TooManyRedirectsError(
         f"Gave up on {_shorten(url)}: more than {policy.max_redirects} redirects."
     )
+
+
+def check_url(url: str, policy: FetchPolicy = _DEFAULT_POLICY) -> None:
+    """Refuse now what `fetch_url` would refuse before connecting: a malformed URL, a scheme
+    other than http(s), credentials, or a host with an address that must not be fetched.
+
+    Raises `InvalidURLError` or `BlockedURLError`. A host that does not resolve (perhaps
+    only for now) is left to the fetch; redirects are checked when they happen.
+    """
+    target = _parse_url(url)
+    try:
+        _resolve(target, _parse_allow_hosts(policy.allow_hosts))
+    except BlockedURLError:
+        raise
+    except FetchError:
+        return
 
 
 # --- URL and address validation -------------------------------------------------------------
