@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import HumanmadeError
+from .errors import HumanmadeError, ImageError, WeightsError
 from .heatmap import build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
 from .model import PatchModel
@@ -186,11 +186,35 @@ class Detector:
             positions.append(len(results))
             results.append(None)
             decoded.append((image, data))
-        for pos, verdict in zip(
-            positions, self._score_decoded(decoded, started, heatmap), strict=True
-        ):
+        try:
+            verdicts: list[Verdict | HumanmadeError] = list(
+                self._score_decoded(decoded, started, heatmap)
+            )
+        except WeightsError:
+            raise
+        except Exception:
+            if not return_errors:
+                raise
+            # One image's failure must not cost the batch: score them one by one.
+            verdicts = [self._score_alone(item, started, heatmap) for item in decoded]
+        for pos, verdict in zip(positions, verdicts, strict=True):
             results[pos] = verdict
         return results  # type: ignore[return-value]
+
+    def _score_alone(
+        self, item: tuple[DecodedImage, bytes], started: float, heatmap: bool
+    ) -> Verdict | HumanmadeError:
+        try:
+            return self._score_decoded([item], started, heatmap)[0]
+        except WeightsError:
+            raise
+        except HumanmadeError as exc:
+            return exc
+        except Exception as exc:  # a bug met by this image only; say so in its place
+            return ImageError(
+                f"The image could not be scored (an internal error: {type(exc).__name__}: "
+                f"{exc}); please report it."
+            )
 
     def _decode(self, source: ImageSource) -> tuple[DecodedImage, bytes]:
         """The decoded image and its encoded bytes (empty for an in-memory PIL image)."""
