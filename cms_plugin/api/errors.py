@@ -11,19 +11,17 @@ import logging
 import re
 from typing import Any
 
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.db import DatabaseError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 logger = logging.getLogger("cms_plugin")
 
-# DRF exception -> code; anything else is named after its class (NotFound -> "not_found").
-_CODES: dict[type[exceptions.APIException], str] = {
-    exceptions.ValidationError: "bad_request",
-    exceptions.ParseError: "bad_request",
-}
+# DRF's own codes ("not_found", "throttled", ...), except that bad input is one code.
+_CODES = {"invalid": "bad_request", "parse_error": "bad_request"}
 
 
 def error_code(exc: Exception) -> str:
@@ -61,10 +59,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "30"},
         )
+    if isinstance(exc, Http404):  # what DRF's handler does too, for the code below
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = exception_handler(exc, context)
     if response is None:
         logger.error("unexpected error in the humanmade API", exc_info=exc)
         return api_error("internal_error", "An internal error occurred (see the server logs).", 500)
-    code = _CODES.get(type(exc)) or error_code(exc)
+    default = getattr(exc, "default_code", None) or error_code(exc)
+    code = _CODES.get(default, default)
     response.data = {"error": code, "message": first_message(response.data)}
     return response
