@@ -155,7 +155,11 @@ def _send(task: Any, detection_id: int) -> str | None:
 
 
 def queue_field(instance: Model, field_name: str) -> Detection | None:
-    """A Detection for a watched object's file field, unless that very file was queued."""
+    """A Detection for a watched object's file field, unless that very file was queued.
+
+    A Detection of that very file still `pending` is queued again (the broker may have been
+    down when it was created) and returned.
+    """
     from django.contrib.contenttypes.models import ContentType
 
     field_file = getattr(instance, field_name)

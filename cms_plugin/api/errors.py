@@ -55,7 +55,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         logger.warning("API request failed, database unavailable: %s", exc)
         return api_error(
             "database_unavailable",
-            "The database is busy or unreachable; nothing was stored. Try again shortly.",
+            "The database is busy or unreachable, so the image was not recorded; send it again "
+            "shortly.",
             status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "30"},
         )
