@@ -41,7 +41,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     conf = humanmade_settings.as_dict()
     found += _check_watched(conf["WATCHED_FIELDS"])
     found += _check_cutoffs(conf["CUTOFFS"])
-    for key in ("MAX_UPLOAD_BYTES", "TASK_SOFT_TIME_LIMIT", "TASK_TIME_LIMIT"):
+    for key in (
+        "MAX_UPLOAD_BYTES",
+        "TASK_SOFT_TIME_LIMIT",
+        "TASK_TIME_LIMIT",
+        "TASK_MAX_ATTEMPTS",
+        "STUCK_AFTER",
+    ):
         value = conf[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             found.append(_error(f"{SETTING_NAME}['{key}'] must be a positive integer.", 4))
@@ -59,6 +65,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     found += _check_weights(conf["WEIGHTS"])
     found += _check_export_fields(conf["EXPORT_FIELDS"], conf["WATCHED_FIELDS"])
     found += _check_broker(conf["IN_PROCESS"])
+    found += _check_recovery(conf)
     return found
 
 
@@ -190,3 +197,73 @@ def _check_broker(in_process: Any) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+# Brokers that hand an unacknowledged message to another worker after a visibility timeout.
+_VISIBILITY_TIMEOUT_SCHEMES = ("redis", "rediss", "sentinel", "sqs")
+_CELERY_DEFAULT_VISIBILITY_TIMEOUT = 3600
+
+
+def _check_recovery(conf: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Timings that decide how soon, and whether cleanly, a lost task comes back."""
+    from .tasks import BACKOFF_MAX_S
+
+    numbers = (conf["TASK_TIME_LIMIT"], conf["STUCK_AFTER"], conf["TASK_MAX_ATTEMPTS"])
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+        return []  # reported above
+    time_limit, stuck_after, max_attempts = numbers
+    longest_wait = time_limit + BACKOFF_MAX_S  # a task retried after the longest back-off
+    found: list[checks.CheckMessage] = []
+    retries = conf["TASK_MAX_RETRIES"]
+    if isinstance(retries, int) and max_attempts <= retries:
+        found.append(
+            _warning(
+                f"{SETTING_NAME}['TASK_MAX_ATTEMPTS'] ({max_attempts}) is not above "
+                f"TASK_MAX_RETRIES ({retries}): retries are cut short.",
+                4,
+            )
+        )
+    if stuck_after <= longest_wait:
+        found.append(
+            _warning(
+                f"{SETTING_NAME}['STUCK_AFTER'] ({stuck_after} s) is not above TASK_TIME_LIMIT "
+                f"plus the longest retry back-off ({longest_wait} s): the sweeper would queue "
+                "tasks that are only waiting for their retry.",
+                5,
+            )
+        )
+    if conf["IN_PROCESS"] is True:
+        return found
+    from celery import current_app
+
+    broker = str(current_app.conf.broker_url or "")
+    if broker.split(":", 1)[0].lower() not in _VISIBILITY_TIMEOUT_SCHEMES:
+        return found
+    options = current_app.conf.broker_transport_options or {}
+    timeout = options.get("visibility_timeout")
+    hint = (
+        f'Set CELERY_BROKER_TRANSPORT_OPTIONS = {{"visibility_timeout": {longest_wait + 120}}}'
+        " (seconds): longer than the task time limit plus the longest retry back-off, short "
+        "enough that a task of a killed worker comes back soon."
+    )
+    if timeout is None:
+        found.append(
+            _warning(
+                "The broker's visibility timeout is Celery's default of "
+                f"{_CELERY_DEFAULT_VISIBILITY_TIMEOUT} s: a task whose worker was killed "
+                "(--pool=solo) waits an hour before another worker gets it.",
+                6,
+                hint=hint,
+            )
+        )
+    elif not isinstance(timeout, int | float) or timeout <= longest_wait:
+        found.append(
+            _warning(
+                f"The broker's visibility timeout ({timeout!r} s) is not longer than "
+                f"TASK_TIME_LIMIT plus the longest retry back-off ({longest_wait} s): a "
+                "running or waiting task would be handed to a second worker.",
+                7,
+                hint=hint,
+            )
+        )
+    return found

@@ -50,6 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "TASK_SOFT_TIME_LIMIT": 120,
     "TASK_TIME_LIMIT": 180,
     "TASK_MAX_RETRIES": 5,
+    # A Detection whose scoring was started this many times without finishing (a worker
+    # killed mid-task each time, say by an image that exhausts its memory) fails for good.
+    "TASK_MAX_ATTEMPTS": 10,
+    # The sweeper (`manage.py humanmade_sweep`, task `cms_plugin.sweep_detections`) queues
+    # again what has been `pending` or `scoring` for longer than this, in seconds. Keep it
+    # above TASK_TIME_LIMIT plus the longest retry back-off (600 s).
+    "STUCK_AFTER": 1800,
     # None: score in-process after commit when Celery has no broker configured, else queue.
     # True: always in-process (the demo). False: always queue (production).
     "IN_PROCESS": None,

@@ -10,6 +10,8 @@ import hashlib
 import io
 import logging
 import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile
@@ -38,6 +40,10 @@ class TransientError(Exception):
 
 class ReviewRefused(Exception):
     """A decision cannot be recorded for this Detection in its current state."""
+
+
+class QueueUnavailable(Exception):
+    """The Celery broker could not be reached: nothing was queued."""
 
 
 # --- the detector -------------------------------------------------------------------------
@@ -90,19 +96,38 @@ def runs_in_process() -> bool:
     return not current_app.conf.broker_url
 
 
-def enqueue(detection_id: int) -> None:
-    """Queue scoring once the current transaction commits (never for a rolled-back save)."""
-    transaction.on_commit(lambda: dispatch(detection_id))
+def enqueue(detection: Detection) -> None:
+    """Queue scoring once the current transaction commits (never for a rolled-back save).
+
+    Afterwards `detection.queued` is True, or False when the broker could not be reached
+    (the row stays `pending` and `sweep_stuck` queues it later); unset while the
+    transaction is still open.
+    """
+
+    def send() -> None:
+        detection.queued = dispatch(detection.pk)
+
+    transaction.on_commit(send)
 
 
-def dispatch(detection_id: int) -> None:
+def dispatch(detection_id: int) -> bool:
+    """Queue (or, in-process, run) the scoring; False when the broker cannot be reached."""
     from .tasks import score_detection
 
-    _send(score_detection, detection_id)
+    try:
+        _send(score_detection, detection_id)
+    except QueueUnavailable as exc:
+        # The row is stored and stays pending: the sweeper queues it once the broker is back.
+        logger.warning("detection %s: not queued, left pending: %s", detection_id, exc)
+        return False
+    return True
 
 
 def dispatch_rescore(detection_id: int) -> str | None:
-    """Re-score with the current model: in-process (returns the outcome) or queued (None)."""
+    """Re-score with the current model: in-process (returns the outcome) or queued (None).
+
+    Raises `QueueUnavailable` when the broker cannot be reached.
+    """
     from .tasks import rescore_detection
 
     return _send(rescore_detection, detection_id)
@@ -115,32 +140,43 @@ def _send(task: Any, detection_id: int) -> str | None:
             return result.result
         return f"failed: {result.result}"
     conf = humanmade_settings
-    task.apply_async(
-        args=[detection_id],
-        queue=conf.CELERY_QUEUE,
-        soft_time_limit=conf.TASK_SOFT_TIME_LIMIT,
-        time_limit=conf.TASK_TIME_LIMIT,
-    )
+    try:
+        task.apply_async(
+            args=[detection_id],
+            queue=conf.CELERY_QUEUE,
+            soft_time_limit=conf.TASK_SOFT_TIME_LIMIT,
+            time_limit=conf.TASK_TIME_LIMIT,
+        )
+    except Exception as exc:
+        # kombu and the transports raise many types for a broker that is down (kombu's
+        # OperationalError, redis' ConnectionError, socket errors); all mean "not queued".
+        raise QueueUnavailable(f"the Celery broker could not be reached ({exc})") from exc
     return None
 
 
 def queue_field(instance: Model, field_name: str) -> Detection | None:
-    """A Detection for a watched object's file field, unless that very file was queued."""
+    """A Detection for a watched object's file field, unless that very file was queued.
+
+    A Detection of that very file still `pending` is queued again (the broker may have been
+    down when it was created) and returned.
+    """
     from django.contrib.contenttypes.models import ContentType
 
     field_file = getattr(instance, field_name)
     if not field_file or not field_file.name:
         return None
     content_type = ContentType.objects.get_for_model(instance)
-    last_name = (
+    last = (
         Detection.objects.filter(
             content_type=content_type, object_id=str(instance.pk), field_name=field_name
         )
         .order_by("-pk")
-        .values_list("file_name", flat=True)
         .first()
     )
-    if last_name == field_file.name:
+    if last is not None and last.file_name == field_file.name:
+        if last.status == Detection.Status.PENDING:
+            enqueue(last)  # perhaps never queued (broker down): a duplicate message is harmless
+            return last
         return None  # saved again without a new file
     detection = Detection.objects.create(
         content_type=content_type,
@@ -148,7 +184,7 @@ def queue_field(instance: Model, field_name: str) -> Detection | None:
         field_name=field_name,
         file_name=field_file.name,
     )
-    enqueue(detection.pk)
+    enqueue(detection)
     return detection
 
 
@@ -156,14 +192,18 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
     """Queue an uploaded file (Django UploadedFile, any binary file object, or bytes).
 
     For custom views: raises `detector_core.errors.ImageError` (message for people) when the
-    bytes are empty, too large or not a decodable image. The same user sending the same
-    bytes again gets their earlier Detection back. Scoring happens after commit.
+    bytes are empty, too large, too small to judge or not a decodable image. The same user
+    sending the same bytes again gets their earlier Detection back (queued again while it is
+    still pending: it may never have reached the broker). Scoring happens after commit; see
+    `enqueue` for `detection.queued`.
     """
     from detector_core.intake import IntakeLimits, decode_image, read_bytes
+    from detector_core.tiling import check_min_size
 
     limits = IntakeLimits(max_bytes=int(humanmade_settings.MAX_UPLOAD_BYTES))
     data = read_bytes(file, limits)
     decoded = decode_image(data, limits)
+    check_min_size(decoded.width, decoded.height)
     sha256 = hashlib.sha256(data).hexdigest()
     if user is not None and user.is_authenticated:
         earlier = (
@@ -172,6 +212,8 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
             .first()
         )
         if earlier is not None:
+            if earlier.status == Detection.Status.PENDING:
+                enqueue(earlier)
             return earlier
     detection = Detection(
         sha256=sha256,
@@ -180,17 +222,24 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
     suffix = _FORMAT_SUFFIX.get(decoded.format, ".img")
     detection.upload.save(f"{sha256[:16]}{suffix}", ContentFile(data), save=False)
     detection.save()
-    enqueue(detection.pk)
+    enqueue(detection)
     return detection
 
 
 def submit_url(url: str, *, user: AbstractBaseUser | None = None) -> Detection:
-    """Queue an http(s) URL; the worker fetches it safely (see detector_core.fetch)."""
+    """Queue an http(s) URL; the worker fetches it safely (see detector_core.fetch).
+
+    Raises `detector_core.errors.FetchError` (a message for people) at once for a URL the
+    fetch policy refuses before connecting: malformed, not http(s), or a private address.
+    """
+    from detector_core.fetch import check_url
+
+    check_url(url, get_detector().fetch_policy)
     detection = Detection.objects.create(
         source_url=url,
         submitted_by=user if user is not None and user.is_authenticated else None,
     )
-    enqueue(detection.pk)
+    enqueue(detection)
     return detection
 
 
@@ -207,15 +256,20 @@ def run_detection(detection_id: int) -> str:
     from detector_core import FetchError, HumanmadeError, WeightsError
     from detector_core.errors import FetchTimeoutError, HTTPStatusError
 
-    with transaction.atomic():
-        detection = Detection.objects.select_for_update().filter(pk=detection_id).first()
-        if detection is None:
-            return "missing"
-        if detection.is_final:
-            return "already_done"
-        detection.status = Detection.Status.SCORING
-        detection.attempts += 1
-        detection.save(update_fields=["status", "attempts", "updated_at"])
+    try:
+        with transaction.atomic():
+            detection = Detection.objects.select_for_update().filter(pk=detection_id).first()
+            if detection is None:
+                return "missing"
+            if detection.is_final:
+                return "already_done"
+            if detection.attempts >= int(humanmade_settings.TASK_MAX_ATTEMPTS):
+                return mark_failed(detection_id, gave_up_message(detection.attempts))
+            detection.status = Detection.Status.SCORING
+            detection.attempts += 1
+            detection.save(update_fields=["status", "attempts", "updated_at"])
+    except DatabaseError as exc:  # locked or away: nothing was changed, try again later
+        raise TransientError(str(exc)) from exc
     try:
         return _score(detection)
     except (FetchTimeoutError, WeightsError, DatabaseError) as exc:
@@ -236,11 +290,60 @@ def _message(exc: Exception) -> str:
     return str(exc)
 
 
+UNFINISHED = (Detection.Status.PENDING, Detection.Status.SCORING)
+
+
 def mark_failed(detection_id: int, message: str) -> str:
-    Detection.objects.filter(pk=detection_id).exclude(
-        status__in=[Detection.Status.REVIEWED]
-    ).update(status=Detection.Status.FAILED, error=message[:2000], updated_at=timezone.now())
+    """Fail a Detection that is still waiting or scoring (a finished verdict stays)."""
+    Detection.objects.filter(pk=detection_id, status__in=UNFINISHED).update(
+        status=Detection.Status.FAILED, error=message[:2000], updated_at=timezone.now()
+    )
     return Detection.Status.FAILED
+
+
+def gave_up_message(attempts: int) -> str:
+    return (
+        f"Scoring was started {attempts} times and never finished (the worker was stopped "
+        "or lost the task each time); it was given up. Send the image again to retry."
+    )
+
+
+# --- the sweeper --------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    requeued: list[int] = field(default_factory=list)
+    not_queued: list[int] = field(default_factory=list)  # the broker is still away
+    failed: list[int] = field(default_factory=list)  # attempt limit reached
+
+
+def sweep_stuck(older_than: float | None = None) -> SweepReport:
+    """Queue again the Detections left `pending` or `scoring` for longer than `older_than`
+    seconds (default `HUMANMADE["STUCK_AFTER"]`): a message lost with a killed worker or a
+    broker that was down. A row started `TASK_MAX_ATTEMPTS` times fails with a message.
+
+    A row that is in fact still queued gets a second message, which finds it done.
+    """
+    now = timezone.now()
+    seconds = humanmade_settings.STUCK_AFTER if older_than is None else older_than
+    cutoff = now - timedelta(seconds=float(seconds))
+    limit = int(humanmade_settings.TASK_MAX_ATTEMPTS)
+    report = SweepReport()
+    stuck = Detection.objects.filter(status__in=UNFINISHED, updated_at__lt=cutoff).order_by("pk")
+    for pk, attempts in stuck.values_list("pk", "attempts"):
+        if attempts >= limit:
+            mark_failed(pk, gave_up_message(attempts))
+            report.failed.append(pk)
+            continue
+        # Claim the row (a concurrent sweep or worker may have moved it meanwhile).
+        claimed = Detection.objects.filter(
+            pk=pk, status__in=UNFINISHED, updated_at__lt=cutoff
+        ).update(updated_at=now)
+        if not claimed:
+            continue
+        (report.requeued if dispatch(pk) else report.not_queued).append(pk)
+    return report
 
 
 def read_image_bytes(detection: Detection) -> bytes:

@@ -2,6 +2,9 @@
 
 Queue name and time limits are given per call (see `services.dispatch`), so they follow
 `HUMANMADE`; a worker takes this queue with `celery -A <project> worker -Q humanmade`.
+A pool child killed mid-task (out of memory, `kill -9`) puts its message back on the queue
+(`reject_on_worker_lost`, safe because the tasks are idempotent); `services.run_detection`
+counts the starts, so an image that kills every worker fails after TASK_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def _retry(task: Task, detection_id: int, exc: Exception) -> str:
     bind=True,
     name="cms_plugin.score_detection",
     acks_late=True,
+    reject_on_worker_lost=True,
     max_retries=None,  # counted against HUMANMADE["TASK_MAX_RETRIES"] below
     ignore_result=True,
 )
@@ -66,6 +70,7 @@ def score_detection(self, detection_id: int) -> str:
     bind=True,
     name="cms_plugin.rescore_detection",
     acks_late=True,
+    reject_on_worker_lost=True,
     max_retries=None,  # counted against HUMANMADE["TASK_MAX_RETRIES"] below
     ignore_result=True,
 )
@@ -93,3 +98,13 @@ def rescore_detection(self, detection_id: int) -> str:
     except Exception:
         logger.exception("detection %s: unexpected error while re-scoring", detection_id)
         raise
+
+
+@shared_task(name="cms_plugin.sweep_detections", ignore_result=True)
+def sweep_detections() -> dict[str, int]:
+    """Queue again what a dead worker or broker left pending or scoring (run it from beat)."""
+    report = services.sweep_stuck()
+    counts = {name: len(ids) for name, ids in vars(report).items()}
+    if any(counts.values()):
+        logger.info("swept stuck detections: %s", counts)
+    return counts

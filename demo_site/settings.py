@@ -12,6 +12,8 @@ file, no broker, no cache server. Environment variables:
 - HUMANMADE_CELERY_QUEUE     the queue scoring tasks go to (default: humanmade)
 - HUMANMADE_CELERY_BROKER_URL  a broker (e.g. redis://127.0.0.1:6379/0): scoring is queued
                              for a Celery worker instead of running in-process after commit
+- HUMANMADE_CELERY_VISIBILITY_TIMEOUT  seconds before Redis hands a task whose worker died
+                             to another worker (default 900)
 """
 
 from __future__ import annotations
@@ -164,9 +166,24 @@ HUMANMADE = {
 # Celery: no broker by default, so scoring runs in-process after commit.
 CELERY_BROKER_URL = os.environ.get("HUMANMADE_CELERY_BROKER_URL") or None
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed pool child's task goes back on the queue
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis hands an unacknowledged task to another worker after this many seconds: longer than
+# the task time limit plus the longest retry back-off (180 + 600 s), far below the 1 h default.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("HUMANMADE_CELERY_VISIBILITY_TIMEOUT") or 900)
+}
+# Celery beat (`celery -A demo_site beat`) runs the sweeper; `manage.py humanmade_sweep` from
+# cron does the same.
+CELERY_BEAT_SCHEDULE = {
+    "humanmade-sweep": {
+        "task": "cms_plugin.sweep_detections",
+        "schedule": 300.0,
+        "options": {"queue": HUMANMADE["CELERY_QUEUE"]},
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import HumanmadeError, ImageTooSmallError, WeightsError
+from .errors import HumanmadeError, ImageError, WeightsError
 from .experts.clip import ClipEncoder, ClipExpert
 from .experts.trace import PatchModel
 from .heatmap import Heatmap, build_heatmap
@@ -22,7 +22,7 @@ from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_
 from .model_files import require_clip_model, sha256_of
 from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
-from .tiling import MIN_SIDE, Tile, cut_tiles, plan_tiles
+from .tiling import MIN_SIDE, Tile, check_min_size, cut_tiles, plan_tiles
 from .verdict import Band, BandCutoffs, ImageFacts, Verdict
 from .weights import ClipSpec, LoadedWeights, default_weights_path, load_weights, torch_device
 
@@ -87,11 +87,7 @@ def load_clip_expert(spec: ClipSpec, path: Path | None = None) -> ClipExpert:
 
 
 def _check_size(decoded: DecodedImage) -> None:
-    if decoded.width < MIN_SIDE or decoded.height < MIN_SIDE:
-        raise ImageTooSmallError(
-            f"The image is {decoded.width}×{decoded.height} pixels; at least "
-            f"{MIN_SIDE}×{MIN_SIDE} is needed to judge it."
-        )
+    check_min_size(decoded.width, decoded.height)
 
 
 class Detector:
@@ -223,11 +219,35 @@ class Detector:
             positions.append(len(results))
             results.append(None)
             decoded.append((image, data))
-        for pos, verdict in zip(
-            positions, self._score_decoded(decoded, started, heatmap), strict=True
-        ):
+        try:
+            verdicts: list[Verdict | HumanmadeError] = list(
+                self._score_decoded(decoded, started, heatmap)
+            )
+        except WeightsError:
+            raise
+        except Exception:
+            if not return_errors:
+                raise
+            # One image's failure must not cost the batch: score them one by one.
+            verdicts = [self._score_alone(item, started, heatmap) for item in decoded]
+        for pos, verdict in zip(positions, verdicts, strict=True):
             results[pos] = verdict
         return results  # type: ignore[return-value]
+
+    def _score_alone(
+        self, item: tuple[DecodedImage, bytes], started: float, heatmap: bool
+    ) -> Verdict | HumanmadeError:
+        try:
+            return self._score_decoded([item], started, heatmap)[0]
+        except WeightsError:
+            raise
+        except HumanmadeError as exc:
+            return exc
+        except Exception as exc:  # a bug met by this image only; say so in its place
+            return ImageError(
+                f"The image could not be scored (an internal error: {type(exc).__name__}: "
+                f"{exc}); please report it."
+            )
 
     def _decode(self, source: ImageSource) -> tuple[DecodedImage, bytes]:
         """The decoded image and its encoded bytes (empty for an in-memory PIL image)."""

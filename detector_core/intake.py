@@ -434,9 +434,60 @@ def _check_jpeg_complete(data: bytes) -> None:
     # byte pair FF D9 after the first scan can only be the end-of-image marker.
     if data.find(b"\xff\xd9", seg_end) < 0:
         raise _truncated("JPEG")
+    _check_jpeg_scans(data)
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Refuse a JPEG whose scans end before the image does, even with an end marker glued
+    on: libjpeg fills the missing rows with grey and only warns, which Pillow ignores.
+
+    libjpeg-turbo (through simplejpeg) entropy-decodes every scan at 1/8 scale, which is
+    cheap, and reports its warnings as errors; only running out of data counts here.
+    """
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
+    except ValueError as exc:
+        if "premature end" in str(exc).lower():
+            raise CorruptImageError(
+                "The JPEG image is truncated (its image data ends early; the rest would be "
+                "grey)."
+            ) from exc
+    except Exception:  # any other complaint is for Pillow to judge when decoding
+        return
 
 
 _STRUCTURE_CHECKS = {"PNG": _check_png_complete, "JPEG": _check_jpeg_complete}
+
+# Ancillary PNG chunks that change the decoded pixels (transparency) or their orientation.
+_PNG_PIXEL_CHUNKS = frozenset({b"tRNS", b"eXIf"})
+
+
+def _png_pixels_only(data: bytes) -> bytes:
+    """The PNG with only the chunks the pixels need, each with a valid checksum.
+
+    Pillow refuses whole images over ancillary data that browsers ignore: an ICC profile or
+    text over its 1 MB ceiling, a bad checksum on a metadata chunk. The provenance readers
+    still see the original bytes.
+    """
+    view = memoryview(data)
+    out = [data[:8]]
+    pos = 8
+    while pos + 12 <= len(data):
+        length, chunk_type = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        critical = not chunk_type[0] & 0x20
+        if critical or chunk_type in _PNG_PIXEL_CHUNKS:
+            (expected,) = struct.unpack_from(">I", data, end - 4)
+            if critical or zlib.crc32(view[pos + 4 : end - 4]) == expected:
+                out.append(data[pos:end])
+        if chunk_type == b"IEND":
+            break
+        pos = end
+    return b"".join(out)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -482,7 +533,33 @@ def decode_image(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> DecodedI
         )
 
     try:
-        with Image.open(io.BytesIO(data), formats=formats) as im:
+        rgb, fmt, orientation = _decode_pixels(data, data, kind, formats, limits)
+    except CorruptImageError:
+        if kind.label != "PNG":
+            raise
+        # Perhaps only the ancillary data is bad: decode the pixels without it.
+        cleaned = _png_pixels_only(data)
+        if cleaned == data:
+            raise
+        rgb, fmt, orientation = _decode_pixels(data, cleaned, kind, formats, limits)
+
+    rgb = _apply_orientation(rgb, orientation)
+    return DecodedImage(
+        image=rgb,
+        format=fmt,
+        width=rgb.width,
+        height=rgb.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        n_bytes=len(data),
+    )
+
+
+def _decode_pixels(
+    data: bytes, pillow_data: bytes, kind: _Kind, formats: list[str], limits: IntakeLimits
+) -> tuple[Image.Image, str, int]:
+    """(RGB image, format, EXIF orientation) of `pillow_data`; `data` is what was sent."""
+    try:
+        with Image.open(io.BytesIO(pillow_data), formats=formats) as im:
             _check_pixels(im.size, limits)
             check = _STRUCTURE_CHECKS.get(kind.label)
             if check is not None:
@@ -494,8 +571,7 @@ def decode_image(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> DecodedI
             # MPO is the JPEG plugin's name for a camera JPEG with extra embedded pictures;
             # its first frame is a plain JPEG, and callers care that it is a JPEG.
             fmt = "JPEG" if im.format == "MPO" else (im.format or kind.label.upper())
-            orientation = _orientation(im)
-            rgb = to_rgb(im)
+            return to_rgb(im), fmt, _orientation(im)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -509,16 +585,6 @@ def decode_image(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> DecodedI
         raise CorruptImageError(
             f"The {kind.label} image is damaged or truncated and cannot be decoded."
         ) from exc
-
-    rgb = _apply_orientation(rgb, orientation)
-    return DecodedImage(
-        image=rgb,
-        format=fmt,
-        width=rgb.width,
-        height=rgb.height,
-        sha256=hashlib.sha256(data).hexdigest(),
-        n_bytes=len(data),
-    )
 
 
 def load_image(source: ImageSource, limits: IntakeLimits = DEFAULT_LIMITS) -> DecodedImage:

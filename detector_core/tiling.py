@@ -10,7 +10,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ImageTooSmallError
+
 MIN_SIDE = 32
+
+
+def check_min_size(width: int, height: int) -> None:
+    """Raise `ImageTooSmallError` for an image with a side under MIN_SIDE pixels."""
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ImageTooSmallError(
+            f"The image is {width}×{height} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed "
+            "to judge it."
+        )
 
 
 @dataclass(frozen=True)

@@ -616,16 +616,18 @@ def test_rescore_with_an_unreachable_broker_is_a_clear_error(
 ):
     from kombu.exceptions import OperationalError
 
+    from cms_plugin.tasks import rescore_detection
+
     first, second = _scored(run_commits, seed=116), _scored(run_commits, seed=117)
     cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights), "IN_PROCESS": False}
     sent = []
 
-    def publish(pk: int) -> None:
+    def publish(args, **kwargs) -> None:
         if sent:
             raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-        sent.append(pk)
+        sent.extend(args)
 
-    monkeypatch.setattr(services, "dispatch_rescore", publish)
+    monkeypatch.setattr(rescore_detection, "apply_async", publish)
     with pytest.raises(CommandError, match=r"Queued 1 of 2 image\(s\), then the Celery broker"):
         _rescore()
     assert sent == [first.pk]

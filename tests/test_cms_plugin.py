@@ -304,15 +304,25 @@ def test_api_upload_is_accepted_then_scored(cms, run_commits):
 
 
 @pytest.mark.django_db
-def test_api_json_url_is_fetched_by_the_task_safely(cms, run_commits):
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("http://127.0.0.1/x.png", "blocked_url", "Refused: 127.0.0.1 is a loopback address."),
+        # The host is named, its address is not: users cannot resolve internal names with it.
+        ("http://localhost:8080/x.png", "blocked_url", "localhost resolves to a loopback address."),
+        ("http://user:pw@example.org/x.png", "invalid_url", "user name or password"),
+    ],
+)
+def test_api_url_the_fetch_policy_refuses_is_400_at_once(cms, run_commits, url, code, message):
     client = _api(make_user("linker"))
-    response, _ = run_commits(
-        client.post, "/api/detections/", {"url": "http://127.0.0.1/x.png"}, "application/json"
+    response, callbacks = run_commits(
+        client.post, "/api/detections/", {"url": url}, "application/json"
     )
-    assert response.status_code == 202
-    body = client.get(response.headers["Location"]).json()
-    assert body["status"] == "failed"
-    assert "loopback" in body["error"]
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == code
+    assert message in response.json()["message"]
+    assert "127.0.0.1" not in response.json()["message"] or "127.0.0.1" in url
+    assert not Detection.objects.exists() and callbacks == []
 
 
 @pytest.mark.django_db

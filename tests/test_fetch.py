@@ -263,6 +263,17 @@ BLOCKED_HOSTS = [
     "[ff02::1]",
     "[ff0e::1]",  # global-scope multicast: is_global says yes, still refused
     "[2001:db8::1]",  # documentation
+    # The IANA special-purpose registries, where ipaddress.is_global (3.11) says "global":
+    "192.0.0.8",  # IPv4 dummy address, 192.0.0.0/24
+    "192.0.0.9",  # PCP anycast, 192.0.0.0/24
+    "192.31.196.1",  # AS112-v4
+    "192.175.48.1",  # AS112 direct delegation
+    "[fec0::1]",  # site-local, deprecated
+    "[3fff::1]",  # documentation, 3fff::/20
+    "[5f00::1]",  # SRv6 SIDs
+    "[2002:5db8:d822::]",  # 6to4 wrapping the public 93.184.216.34: still a relay address
+    "[100::1]",  # discard-only
+    "[4000::1]",  # outside 2000::/3, unassigned
 ]
 
 
@@ -280,13 +291,14 @@ def test_refusal_message_names_host_address_and_kind(monkeypatch: pytest.MonkeyP
     fake_dns(monkeypatch, ["10.0.0.5"])
     with pytest.raises(BlockedURLError) as info:
         fetch_url("http://example.internal/cat.png")
-    assert str(info.value) == "Refused: example.internal resolves to 10.0.0.5, a private address."
+    # The address itself is never shown: users must not resolve internal names through us.
+    assert str(info.value) == "Refused: example.internal resolves to a private address."
 
 
 @pytest.mark.usefixtures("no_connect")
 def test_refuses_when_any_resolved_address_is_private(monkeypatch: pytest.MonkeyPatch):
     fake_dns(monkeypatch, ["93.184.216.34", "192.168.0.10"])
-    with pytest.raises(BlockedURLError, match="192.168.0.10"):
+    with pytest.raises(BlockedURLError, match="mixed.example resolves to a private address"):
         fetch_url("http://mixed.example/cat.png")
 
 
@@ -297,7 +309,7 @@ def test_refuses_when_any_resolved_address_is_private(monkeypatch: pytest.Monkey
         ("[::1]", "Refused: ::1 is a loopback address."),
         ("[::ffff:127.0.0.1]", "is a loopback address (it embeds 127.0.0.1)."),
         ("[64:ff9b::a9fe:a9fe]", "is a link-local address (it embeds 169.254.169.254)."),
-        ("2130706433", "Refused: 2130706433 resolves to 127.0.0.1, a loopback address."),
+        ("2130706433", "Refused: 2130706433 resolves to a loopback address."),
         ("0.0.0.0", "Refused: 0.0.0.0 is an unspecified address."),
     ],
 )
@@ -308,7 +320,32 @@ def test_refusal_messages_are_readable(host: str, message: str):
     assert str(info.value).endswith(message)
 
 
-@pytest.mark.parametrize("ip", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.usefixtures("no_connect")
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [("192.0.0.8", "special-purpose"), ("fec0::1", "site-local"), ("3fff::1", "special-purpose")],
+)
+def test_a_name_resolving_to_a_special_range_is_refused_without_naming_it(
+    monkeypatch: pytest.MonkeyPatch, address: str, kind: str
+):
+    fake_dns(monkeypatch, [address])
+    with pytest.raises(BlockedURLError) as info:
+        fetch_url("http://images.example/cat.png")
+    assert str(info.value) == f"Refused: images.example resolves to a {kind} address."
+
+
+def test_the_special_purpose_list_covers_what_is_global_misses():
+    from detector_core.special_addresses import is_special_purpose
+
+    for text in ("192.0.0.8", "192.0.0.170", "fec0::1", "3fff:fff::1", "2001:2::1"):
+        assert is_special_purpose(fetch.ipaddress.ip_address(text)), text
+    for text in ("93.184.216.34", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e"):
+        assert not is_special_purpose(fetch.ipaddress.ip_address(text)), text
+
+
+@pytest.mark.parametrize(
+    "ip", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e"]
+)
 def test_public_addresses_pass_validation(ip: str):
     assert fetch._blocked_reason(fetch.ipaddress.ip_address(ip)) is None
 
@@ -483,8 +520,9 @@ def test_peer_address_must_match_the_validated_one(server: str, monkeypatch: pyt
         return sock
 
     monkeypatch.setattr(fetch, "_connect", misrouted)
-    with pytest.raises(BlockedURLError, match="connected to 127.0.0.1"):
+    with pytest.raises(BlockedURLError, match="reached another address than the one") as info:
         fetch_url(f"http://public.example:{port}/image.png")
+    assert "127.0.0.1" not in str(info.value)  # an address seen inside stays inside
 
 
 def test_https_uses_verifying_context_and_url_host_name(monkeypatch: pytest.MonkeyPatch):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ..models import Detection
+from .permissions import is_reviewer
 
 ADVISORY = "The score is advisory: evidence for a human reviewer, never a verdict on its own."
 
@@ -44,6 +45,20 @@ class DetectionSerializer(serializers.ModelSerializer):
             "advisory",
         )
         read_only_fields = fields
+
+    def to_representation(self, instance: Detection) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        evidence = data.get("evidence")
+        # The earlier Detection of the same bytes may be another user's: its id would tell
+        # this user that someone else sent the image. Reviewers see every row anyway.
+        if (
+            isinstance(evidence, dict)
+            and "deduplicated_from" in evidence
+            and (request is None or not is_reviewer(request.user))
+        ):
+            data["evidence"] = {k: v for k, v in evidence.items() if k != "deduplicated_from"}
+        return data
 
     def get_heatmap_available(self, obj: Detection) -> bool:
         return bool(obj.heatmap)

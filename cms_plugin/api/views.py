@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, time, timedelta
 
 from django.apps import apps
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 from .. import services
 from ..conf import humanmade_settings
 from ..models import Detection
+from .errors import api_error, api_exception_handler, error_code
 from .permissions import CanReview, is_reviewer
 from .serializers import DetectionSerializer, ReviewSerializer, SubmitSerializer
 from .throttling import SubmitThrottle
@@ -37,22 +37,20 @@ REFUSED_ATTR = "humanmade_upload_refused"
 
 
 def _authentication_classes() -> list:
-    classes: list = [SessionAuthentication]
+    # Token first: its WWW-Authenticate header turns a missing or bad credential into 401
+    # (DRF answers 403 when the first authenticator has no such header, as sessions).
+    classes: list = []
     if apps.is_installed("rest_framework.authtoken"):
         from rest_framework.authentication import TokenAuthentication
 
         classes.append(TokenAuthentication)
-    return classes
+    return [*classes, SessionAuthentication]
 
 
-def error_code(exc: Exception) -> str:
-    """NotAnImageError -> 'not_an_image'."""
-    name = type(exc).__name__.removesuffix("Error") or "error"
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
-def _error(code: str, message: str, status_code: int) -> Response:
-    return Response({"error": code, "message": message}, status=status_code)
+QUEUE_DOWN = (
+    "The image is stored as detection #{pk}, but the scoring queue cannot be reached; it "
+    "will be scored once the queue is back. Sending it again returns the same detection."
+)
 
 
 class DetectionPagination(LimitOffsetPagination):
@@ -72,6 +70,9 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     def get_authenticators(self):
         return [cls() for cls in _authentication_classes()]
+
+    def get_exception_handler(self):
+        return api_exception_handler
 
     def get_throttles(self):
         return [SubmitThrottle()] if self.action == "create" else []
@@ -116,9 +117,8 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         submit = SubmitSerializer(data=request.data)  # parsing runs the upload handlers
         refused = getattr(request._request, REFUSED_ATTR, None)
         if refused:
-            return _error("file_too_large", refused, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        if not submit.is_valid():
-            return _error("bad_request", _first_message(submit.errors), status.HTTP_400_BAD_REQUEST)
+            return api_error("file_too_large", refused, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        submit.is_valid(raise_exception=True)
         from detector_core import HumanmadeError
         from detector_core.errors import FileTooLargeError
 
@@ -137,9 +137,16 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             else:
                 detection = services.submit_url(submit.validated_data["url"], user=request.user)
         except FileTooLargeError as exc:
-            return _error("file_too_large", str(exc), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+            return api_error("file_too_large", str(exc), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         except HumanmadeError as exc:
-            return _error(error_code(exc), str(exc), status.HTTP_400_BAD_REQUEST)
+            return api_error(error_code(exc), str(exc), status.HTTP_400_BAD_REQUEST)
+        if getattr(detection, "queued", None) is False:
+            return api_error(
+                "queue_unavailable",
+                QUEUE_DOWN.format(pk=detection.pk),
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "30"},
+            )
         body = DetectionSerializer(detection, context=self.get_serializer_context()).data
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["url"])}
@@ -151,8 +158,7 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         """Record a person's decision: `human_made` or `ai_generated`, with an optional note."""
         detection = self.get_object()
         form = ReviewSerializer(data=request.data)
-        if not form.is_valid():
-            return _error("bad_request", _first_message(form.errors), status.HTTP_400_BAD_REQUEST)
+        form.is_valid(raise_exception=True)
         try:
             detection = services.record_review(
                 detection,
@@ -161,7 +167,7 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                 form.validated_data["note"],
             )
         except services.ReviewRefused as exc:
-            return _error("not_reviewable", str(exc), status.HTTP_409_CONFLICT)
+            return api_error("not_reviewable", str(exc), status.HTTP_409_CONFLICT)
         return Response(DetectionSerializer(detection, context=self.get_serializer_context()).data)
 
 
@@ -177,13 +183,3 @@ def _parse_when(name: str, text: str, end: bool) -> datetime:
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_default_timezone())
     return moment
-
-
-def _first_message(errors) -> str:
-    if isinstance(errors, dict):
-        for field, value in errors.items():
-            text = _first_message(value)
-            return text if field == "non_field_errors" else f"{field}: {text}"
-    if isinstance(errors, list) and errors:
-        return _first_message(errors[0])
-    return str(errors)

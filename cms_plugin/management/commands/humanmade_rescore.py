@@ -83,14 +83,12 @@ class Command(BaseCommand):
         self._summary(rescored, outcomes, total - len(ids), version)
 
     def _queue(self, ids: list[int]) -> None:
-        from kombu.exceptions import OperationalError
-
         queued = 0
         try:
             for pk in ids:
                 services.dispatch_rescore(pk)
                 queued += 1
-        except (OperationalError, OSError) as exc:
+        except services.QueueUnavailable as exc:
             # Nothing is lost: what was queued runs, the rest is selected again next time.
             raise CommandError(
                 f"Queued {queued} of {len(ids)} image(s), then the Celery broker could not "
