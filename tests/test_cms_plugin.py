@@ -286,6 +286,8 @@ def test_api_upload_is_accepted_then_scored(cms, run_commits):
     assert body["model_version"] == "test-0"
     assert "advisory" in body["advisory"]
     assert body["heatmap_available"] is True
+    # Each expert's own probability; the tiny test model has the trace network alone.
+    assert set(body["experts"]) == {"trace"} and 0 < body["experts"]["trace"] < 1
 
     again, _ = run_commits(
         client.post, "/api/detections/", {"file": SimpleUploadedFile("q.png", png(10))}

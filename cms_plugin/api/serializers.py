@@ -14,6 +14,9 @@ class DetectionSerializer(serializers.ModelSerializer):
     source = serializers.CharField(source="source_label", read_only=True)
     reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
     heatmap_available = serializers.SerializerMethodField()
+    experts = serializers.SerializerMethodField(
+        help_text="Each expert's own probability of AI (e.g. trace, clip), before fusion."
+    )
     advisory = serializers.SerializerMethodField()
 
     class Meta:
@@ -31,6 +34,7 @@ class DetectionSerializer(serializers.ModelSerializer):
             "source",
             "source_url",
             "evidence",
+            "experts",
             "heatmap_available",
             "decision",
             "note",
@@ -59,6 +63,10 @@ class DetectionSerializer(serializers.ModelSerializer):
         ):
             data["evidence"] = {k: v for k, v in evidence.items() if k != "deduplicated_from"}
         return data
+
+    def get_experts(self, obj: Detection) -> dict[str, float]:
+        experts = (obj.evidence or {}).get("experts") if isinstance(obj.evidence, dict) else None
+        return dict(experts) if isinstance(experts, dict) else {}
 
     def get_heatmap_available(self, obj: Detection) -> bool:
         return bool(obj.heatmap)

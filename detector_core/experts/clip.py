@@ -45,6 +45,14 @@ def upscale_to_crop(image: Image.Image) -> tuple[Image.Image, float]:
     return image.resize(size, Image.Resampling.BICUBIC), factor
 
 
+def _crop_starts(length: int) -> list[int]:
+    """Crop origins along one side: the centre alone while a second crop would mostly
+    repeat the first (side under 1.5 crops), else a grid flush with both edges."""
+    if length < CROP * 3 // 2:
+        return [(length - CROP) // 2]
+    return [tile.left for tile in plan_tiles(length, CROP, CROP, 10**6)]
+
+
 def plan_crops(width: int, height: int, max_crops: int) -> list[Tile]:
     """Crop boxes over an image whose sides are ≥ CROP, spread evenly, at most `max_crops`.
 
@@ -52,7 +60,7 @@ def plan_crops(width: int, height: int, max_crops: int) -> list[Tile]:
     """
     if max_crops < 1:
         raise ValueError("max_crops must be at least 1")
-    grid = plan_tiles(width, height, CROP, 10**6)
+    grid = [Tile(x, y, CROP, CROP) for y in _crop_starts(height) for x in _crop_starts(width)]
     if len(grid) <= max_crops:
         return grid
     if max_crops == 1:

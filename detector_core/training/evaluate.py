@@ -39,6 +39,7 @@ from ..verdict import Band, BandCutoffs
 from ..weights import LoadedWeights, default_weights_path, load_weights
 from .data import ManifestRow, default_dataset_dir, load_pixels, read_manifest
 from .metrics import roc_auc, roc_curve, tpr_at_fpr
+from .sources import usable
 
 _CPU = torch.device("cpu")
 
@@ -396,7 +397,8 @@ def evaluate(
     loaded = load_weights(weights or default_weights_path())
     cutoffs = cutoffs or loaded.cutoffs
     data_dir = data_dir or default_dataset_dir()
-    rows = sample_rows(read_manifest(data_dir, split), sample)
+    # Reserved sources are for independent checks, never for figures of ours.
+    rows = sample_rows(usable(read_manifest(data_dir, split)), sample)
     if not rows:
         raise ValueError(f"split {split!r} has no rows in {data_dir}")
     arrays = load_pixels(data_dir, rows, progress=progress)

@@ -47,7 +47,7 @@ from .metrics import roc_auc, tpr_at_fpr
 from .sources import cap_per_source, usable
 
 CORPUS_ENV = "HUMANMADE_CORPUS"
-L2_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
+L2_GRID = (1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 FOLDS = 5
 TRAIN_BATCH = 8
 # A kind's false-positive rate is only held to the limit where 1 % is at least one image.
@@ -172,16 +172,22 @@ def trace_logits(items: Sequence[Item], weights_path: Path, progress: bool = Tru
     cache: dict[str, float] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     limits = IntakeLimits()
     todo = [i for i in items if i.sha256 not in cache]
-    for item in tqdm(todo, desc="trace logits", unit="img", disable=not progress):
-        pixels = np.asarray(load_image(item.path, limits).image, dtype=np.uint8)
-        cache[item.sha256] = image_logit(
-            loaded.model, pixels, loaded.tile_size, DEFAULT_MAX_TILES, _CPU
-        )[0]
-    if todo:
+
+    def save() -> None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_path.with_suffix(".partial")
         partial.write_text(json.dumps(cache))
         os.replace(partial, cache_path)
+
+    for n, item in enumerate(tqdm(todo, desc="trace logits", unit="img", disable=not progress)):
+        pixels = np.asarray(load_image(item.path, limits).image, dtype=np.uint8)
+        cache[item.sha256] = image_logit(
+            loaded.model, pixels, loaded.tile_size, DEFAULT_MAX_TILES, _CPU
+        )[0]
+        if n % 200 == 199:  # an interrupted run keeps what it computed
+            save()
+    if todo:
+        save()
     return np.array([cache[i.sha256] for i in items])
 
 

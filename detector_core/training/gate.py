@@ -40,6 +40,7 @@ from .data import ManifestRow, default_dataset_dir, read_manifest
 from .evaluate import release_logits, sample_rows
 from .feedback import ExportError, read_export
 from .metrics import roc_auc, roc_curve
+from .sources import usable
 
 PROG = "humanmade gate"
 
@@ -197,9 +198,10 @@ class GateResult:
 
 
 def shared_eval_set(data_dir: Path, sample: int = 0) -> EvalSet:
-    """The shared dataset's `val` split; `sample` > 0 takes a seeded, label-stratified sample."""
+    """The shared dataset's `val` split less reserved sources and sealed-set originals;
+    `sample` > 0 takes a seeded, label-stratified sample."""
     try:
-        rows = read_manifest(data_dir, "val")
+        rows = usable(read_manifest(data_dir, "val"))
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise GateError(f"cannot read the dataset {data_dir}: {exc}") from exc
     return EvalSet(SHARED_SET, data_dir, tuple(sample_rows(rows, sample)))

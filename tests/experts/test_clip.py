@@ -31,6 +31,12 @@ def test_large_images_give_native_crops_spread_over_the_image() -> None:
     assert max(b.left for b in boxes) - min(b.left for b in boxes) > 300
 
 
+def test_near_crop_sized_images_get_one_centre_crop_not_four_overlapping() -> None:
+    assert plan_crops(256, 256, 4) == [plan_crops(256, 256, 1)[0]]
+    assert len(plan_crops(256, 256, 4)) == 1 and plan_crops(256, 256, 4)[0].left == 16
+    assert len(plan_crops(500, 256, 4)) == 3  # 0, 224, 276 across; centred down
+
+
 def test_one_crop_is_the_centre() -> None:
     (box,) = plan_crops(1000, 600, 1)
     assert (box.left, box.top) == ((1000 - CROP) // 2, (600 - CROP) // 2)
