@@ -77,15 +77,24 @@ class DetectionAdmin(admin.ModelAdmin):
         "thumbnail",
         "probability_bar",
         "band",
+        "why",
         "band_change",
         "status",
         "decision",
-        "model_version",
+        "model",
         "source",
-        "created_at",
+        "created",
     )
     list_display_links = ("id", "thumbnail")
-    list_filter = ("status", "band", BandChangedFilter, "model_version", "created_at", "decision")
+    list_filter = (
+        "status",
+        "band",
+        "decided_by",
+        BandChangedFilter,
+        "model_version",
+        "created_at",
+        "decision",
+    )
     list_per_page = 50
     search_fields = ("sha256", "source_url", "note")
     action_form = ReviewActionForm
@@ -94,7 +103,10 @@ class DetectionAdmin(admin.ModelAdmin):
     change_form_template = "admin/cms_plugin/detection/change_form.html"
     change_list_template = "admin/cms_plugin/detection/change_list.html"
     fieldsets = (
-        ("Result (advisory)", {"fields": ("summary", "status", "error", "model_version")}),
+        (
+            "Result (advisory)",
+            {"fields": ("summary", "decided_by", "status", "error", "model_version")},
+        ),
         ("Human review", {"fields": ("decision", "reviewer", "reviewed_at", "note")}),
         (
             "Before the last re-score",
@@ -167,7 +179,7 @@ class DetectionAdmin(admin.ModelAdmin):
             and obj.can_be_reviewed
             and self.has_review_permission(request),
             "decisions": Detection.Decision.choices,
-            "evidence_items": (obj.evidence or {}).get("evidence", []) if obj else [],
+            "evidence_items": evidence_items(obj) if obj else [],
             "reasons": (obj.evidence or {}).get("reasons", []) if obj else [],
             **(extra_context or {}),
         }
@@ -188,13 +200,32 @@ class DetectionAdmin(admin.ModelAdmin):
     def probability_bar(self, obj: Detection) -> str:
         if obj.probability is None:
             return "–"
-        percent = round(obj.probability * 100)
         return format_html(
-            '<div class="hm-bar" title="{}" style="width:120px;background:#eee;height:10px">'
-            '<div style="width:{}%;background:#c0392b;height:10px"></div></div>{}%',
+            '<div class="hm-bar" title="{}"><div class="hm-fill hm-{}" style="width:{}%">'
+            "</div></div>{}%",
             obj.summary,
-            percent,
-            percent,
+            obj.band_colour,
+            obj.percent,
+            obj.percent,
+        )
+
+    @admin.display(description="why", ordering="decided_by")
+    def why(self, obj: Detection) -> str:
+        """What decided the band; the headline says it in full, shown on hover."""
+        if not obj.decided_by:
+            return ""
+        return format_html('<span title="{}">{}</span>', obj.summary, obj.get_decided_by_display())
+
+    @admin.display(description="model", ordering="model_version")
+    def model(self, obj: Detection) -> str:
+        return _clipped(obj.model_version, 18)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Detection) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            obj.created_at.isoformat(timespec="seconds"),
+            f"{obj.created_at:%Y-%m-%d %H:%M}",
         )
 
     @admin.display(description="re-score")
@@ -205,7 +236,7 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="source")
     def source(self, obj: Detection) -> str:
-        return obj.source_label()
+        return _clipped(obj.source_label(), 28)
 
     @admin.display(description="result")
     def summary(self, obj: Detection) -> str:
@@ -213,7 +244,8 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="engine output")
     def evidence_json(self, obj: Detection) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.evidence, indent=2)[:20000])
+        text = json.dumps(obj.evidence, indent=2, ensure_ascii=False)[:20000]
+        return format_html("<pre>{}</pre>", text)
 
     # --- bulk actions ---------------------------------------------------------------------
 
@@ -302,6 +334,29 @@ class DetectionAdmin(admin.ModelAdmin):
             return HttpResponse(status=404)
         with detection.heatmap.open("rb") as fh:
             return _image_response(fh.read(), "image/png")
+
+
+def evidence_items(detection: Detection) -> list[dict[str, Any]]:
+    """The stored provenance items, each with its strength in words ("strong AI evidence")."""
+    from detector_core.provenance import Strength
+
+    items = []
+    for item in (detection.evidence or {}).get("evidence") or []:
+        if not isinstance(item, dict):
+            continue
+        try:
+            words = Strength(item.get("strength")).label
+        except ValueError:
+            words = str(item.get("strength") or "evidence")
+        items.append({**item, "strength_label": words})
+    return items
+
+
+def _clipped(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, whole on hover: keeps the queue within 1280 px."""
+    if len(text) <= limit:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
 
 
 def _image_response(data: bytes | None, content_type: str = "image/jpeg") -> HttpResponse:

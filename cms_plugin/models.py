@@ -8,6 +8,10 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from detector_core.headline import DecidedBy, percent_in_band
+from detector_core.verdict import Band as EngineBand
+from detector_core.verdict import BandCutoffs
+
 REVIEW_PERMISSION = "cms_plugin.review_detection"
 
 
@@ -44,6 +48,11 @@ class Detection(models.Model):
         UNCERTAIN = "uncertain", "uncertain"
         LIKELY_AI = "likely_ai", "likely AI"
 
+    class DecidedBy(models.TextChoices):
+        PIXELS = DecidedBy.PIXELS.value, DecidedBy.PIXELS.label
+        PROVENANCE = DecidedBy.PROVENANCE.value, DecidedBy.PROVENANCE.label
+        INSTABILITY = DecidedBy.INSTABILITY.value, DecidedBy.INSTABILITY.label
+
     class Decision(models.TextChoices):
         HUMAN_MADE = "human_made", "human-made"
         AI_GENERATED = "ai_generated", "AI-generated"
@@ -78,6 +87,12 @@ class Detection(models.Model):
 
     probability = models.FloatField(null=True, blank=True)
     band = models.CharField(max_length=16, choices=Band.choices, blank=True, db_index=True)
+    decided_by = models.CharField(
+        max_length=16,
+        choices=DecidedBy.choices,
+        blank=True,
+        help_text="What set the band: the pixel score, provenance in the file, or instability.",
+    )
     model_version = models.CharField(max_length=100, blank=True, db_index=True)
     evidence = models.JSONField(default=dict, blank=True)
     heatmap = models.FileField(upload_to=_heatmap_to, max_length=500, blank=True)
@@ -125,9 +140,40 @@ class Detection(models.Model):
 
     @property
     def summary(self) -> str:
+        """The engine's headline, which says what decided the band ('' until scored)."""
         if self.probability is None:
             return ""
-        return f"AI-generated: {round(self.probability * 100)}% ({self.get_band_display()})"
+        stored = (self.evidence or {}).get("summary")
+        if self.decided_by and isinstance(stored, str) and stored:
+            return stored
+        # Scored before verdicts said what decided them: the pixel score, as it was shown.
+        percent = percent_in_band(self.probability, self.cutoffs)
+        return f"AI-generated: {percent}% ({self.get_band_display()})"
+
+    @property
+    def cutoffs(self) -> BandCutoffs:
+        """The band cut-offs this verdict was read against (0.20/0.80 when not recorded)."""
+        stored = (self.evidence or {}).get("cutoffs")
+        try:
+            return BandCutoffs(float(stored["human"]), float(stored["ai"]))
+        except (TypeError, KeyError, ValueError):
+            return BandCutoffs()
+
+    @property
+    def percent(self) -> str:
+        """The pixel probability in percent, on the right side of every cut-off ('' if none)."""
+        if self.probability is None:
+            return ""
+        return percent_in_band(self.probability, self.cutoffs)
+
+    @property
+    def band_colour(self) -> str:
+        """'human', 'uncertain' or 'ai': the CSS class of the band's colour."""
+        return {
+            EngineBand.LIKELY_HUMAN: "human",
+            EngineBand.UNCERTAIN: "uncertain",
+            EngineBand.LIKELY_AI: "ai",
+        }.get(self.band, "none")
 
     @property
     def band_changed(self) -> bool:

@@ -408,6 +408,7 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
         return sha256, {
             "probability": earlier.probability,
             "band": earlier.band,
+            "decided_by": earlier.decided_by,
             "model_version": earlier.model_version,
             "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
             "heatmap": earlier.heatmap.name,
@@ -418,6 +419,7 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
     return sha256, {
         "probability": verdict.ai_probability,
         "band": verdict.band.value,
+        "decided_by": verdict.decided_by.value,
         "model_version": verdict.model_version,
         "evidence": evidence,
         "heatmap": _save_overlay(detection, data, verdict),

@@ -31,9 +31,9 @@ class DecidedBy(StrEnum):
     @property
     def label(self) -> str:
         return {
-            "pixels": "the pixels",
+            "pixels": "pixel score",
             "provenance": "provenance in the file",
-            "instability": "an unstable score",
+            "instability": "unstable score",
         }[self.value]
 
 
