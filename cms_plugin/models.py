@@ -91,7 +91,7 @@ class Detection(models.Model):
         max_length=16,
         choices=DecidedBy.choices,
         blank=True,
-        help_text="What set the band: the pixel score, provenance in the file, or instability.",
+        help_text="What set the band: pixel score, provenance in the file, or instability.",
     )
     model_version = models.CharField(max_length=100, blank=True, db_index=True)
     evidence = models.JSONField(default=dict, blank=True)

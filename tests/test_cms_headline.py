@@ -50,9 +50,7 @@ def _client(user) -> Client:
 
 
 @pytest.mark.django_db
-def test_provenance_decision_reaches_the_admin_and_the_api(
-    cms, django_capture_on_commit_callbacks
-):
+def test_provenance_decision_reaches_the_admin_and_the_api(cms, django_capture_on_commit_callbacks):
     detection = _scored(django_capture_on_commit_callbacks, _generator_png())
     assert detection.band == "likely_ai" and detection.decided_by == "provenance"
     assert detection.summary.startswith("Likely AI — the file holds generation settings")

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cms_plugin', '0002_rescore'),
+        ("cms_plugin", "0002_rescore"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='detection',
-            name='decided_by',
-            field=models.CharField(blank=True, choices=[('pixels', 'pixel score'), ('provenance', 'provenance in the file'), ('instability', 'unstable score')], help_text='What set the band: the pixel score, provenance in the file, or instability.', max_length=16),
+            model_name="detection",
+            name="decided_by",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("pixels", "pixel score"),
+                    ("provenance", "provenance in the file"),
+                    ("instability", "unstable score"),
+                ],
+                help_text="What set the band: pixel score, provenance in the file, or instability.",
+                max_length=16,
+            ),
         ),
     ]
