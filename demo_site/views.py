@@ -11,6 +11,7 @@ from django.views import csrf
 from django.views.decorators.http import require_http_methods, require_POST
 
 from detector_core.errors import HumanmadeError, WeightsError
+from detector_core.headline import percent_in_band
 from detector_core.verdict import Band, Verdict
 
 from .engine import get_detector, human_bytes, max_upload_bytes
@@ -89,7 +90,7 @@ def index(request: HttpRequest) -> HttpResponse:
     # Read after scoring: with no cut-offs configured they come from the weights, which
     # may be missing (a 503 above, not a crash here).
     context["cutoffs"] = detector.cutoffs
-    context["percent"] = f"{verdict.ai_probability * 100:.1f}"
+    context["percent"] = percent_in_band(verdict.ai_probability, verdict.cutoffs, decimals=1)
     context["band_class"] = {
         Band.LIKELY_HUMAN: "human",
         Band.UNCERTAIN: "uncertain",

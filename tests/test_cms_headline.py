@@ -36,9 +36,9 @@ def _generator_png() -> bytes:
     return encode(make_image(96, 64, seed=8), "PNG", pnginfo=info)
 
 
-def _scored(django_capture_on_commit_callbacks, data: bytes) -> Detection:
+def _scored(django_capture_on_commit_callbacks, data: bytes, user=None) -> Detection:
     with django_capture_on_commit_callbacks(execute=True):
-        detection = services.score_upload(data)
+        detection = services.score_upload(data, user=user)
     detection.refresh_from_db()
     return detection
 
@@ -105,3 +105,20 @@ def test_engine_output_is_written_without_unicode_escapes(cms, django_capture_on
     assert "resized to 0.75×" in page  # a stability variant's name, with its × sign
     assert "\\u00d7" not in page
     assert json.loads(json.dumps(detection.evidence))["decided_by"] in ("pixels", "instability")
+
+
+@pytest.mark.django_db
+def test_the_bots_remote_mode_reads_the_real_api_answer(cms, django_capture_on_commit_callbacks):
+    pytest.importorskip("discord")
+    from discord_bot.scoring import ScoreResult
+    from discord_bot.utils.formatting import check_answer
+
+    user = make_user("bot")
+    detection = _scored(django_capture_on_commit_callbacks, _generator_png(), user)
+    body = _client(user).get(f"/api/detections/{detection.pk}/").json()
+    result = ScoreResult.from_api(body)
+    assert result.ai_probability == pytest.approx(detection.probability)
+    assert result.decided_by == "provenance" and result.summary() == detection.summary
+    assert any("[strong_ai]" in line and "AUTOMATIC1111" in line for line in result.evidence)
+    assert result.reasons and "pixels alone scored" in result.reasons[-1]
+    assert f"**{detection.summary}**" in check_answer([("a.png", result)])
