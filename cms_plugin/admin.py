@@ -76,12 +76,11 @@ class DetectionAdmin(admin.ModelAdmin):
         "id",
         "thumbnail",
         "probability_bar",
-        "band",
+        "band_pill",
         "why",
         "band_change",
-        "status",
-        "decision",
-        "model",
+        "review",
+        "engine_model",
         "source",
         "created",
     )
@@ -191,12 +190,12 @@ class DetectionAdmin(admin.ModelAdmin):
     def thumbnail(self, obj: Detection) -> str:
         url = reverse("admin:cms_plugin_detection_thumbnail", args=[obj.pk])
         return format_html(
-            '<img src="{}" alt="image #{}" loading="lazy" style="max-width:80px;max-height:80px">',
+            '<img src="{}" alt="image #{}" loading="lazy" style="max-width:56px;max-height:56px">',
             url,
             obj.pk,
         )
 
-    @admin.display(description="AI probability (advisory)", ordering="probability")
+    @admin.display(description="AI probability", ordering="probability")
     def probability_bar(self, obj: Detection) -> str:
         if obj.probability is None:
             return "–"
@@ -209,6 +208,20 @@ class DetectionAdmin(admin.ModelAdmin):
             obj.percent,
         )
 
+    @admin.display(description="band", ordering="band")
+    def band_pill(self, obj: Detection) -> str:
+        if not obj.band:
+            return ""
+        return format_html(
+            '<span class="hm-band hm-{}">{}</span>', obj.band_colour, obj.get_band_display()
+        )
+
+    @admin.display(description="review", ordering="status")
+    def review(self, obj: Detection) -> str:
+        if obj.decision:
+            return f"{obj.get_status_display()}: {obj.get_decision_display()}"
+        return obj.get_status_display()
+
     @admin.display(description="why", ordering="decided_by")
     def why(self, obj: Detection) -> str:
         """What decided the band; the headline says it in full, shown on hover."""
@@ -217,7 +230,7 @@ class DetectionAdmin(admin.ModelAdmin):
         return format_html('<span title="{}">{}</span>', obj.summary, obj.get_decided_by_display())
 
     @admin.display(description="model", ordering="model_version")
-    def model(self, obj: Detection) -> str:
+    def engine_model(self, obj: Detection) -> str:
         return _clipped(obj.model_version, 18)
 
     @admin.display(description="created", ordering="created_at")
@@ -225,7 +238,7 @@ class DetectionAdmin(admin.ModelAdmin):
         return format_html(
             '<span title="{}">{}</span>',
             obj.created_at.isoformat(timespec="seconds"),
-            f"{obj.created_at:%Y-%m-%d %H:%M}",
+            f"{obj.created_at:%Y-%m-%d}",
         )
 
     @admin.display(description="re-score")
