@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here, never from a CDN
     "cms_plugin",
     "demo_site",
 ]
@@ -194,4 +195,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     # `band` and `previous_band` share one set of choices: one enum in the schema.
     "ENUM_NAME_OVERRIDES": {"BandEnum": "cms_plugin.models.Detection.Band"},
+    # The browsable schema's JavaScript and CSS come from drf-spectacular-sidecar's static
+    # files: on-premise sites are often offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
