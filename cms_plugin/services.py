@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cms_plugin")
 
 _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
-_OVERLAY_MAX_SIDE = 1024
 
 
 class TransientError(Exception):
@@ -511,15 +510,15 @@ def status_for_band(band: str) -> str:
 
 
 def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:
-    """The heatmap drawn over the image, as a separate PNG (the original stays untouched)."""
+    """The heatmap figure (image and map side by side), a separate PNG; the original stays
+    untouched."""
     if verdict.heatmap is None:
         return ""
-    from detector_core.heatmap import render_overlay
+    from detector_core.heatmap import render_heatmap_figure
     from detector_core.intake import decode_image
 
     image = decode_image(data, get_detector().limits).image
-    overlay = render_overlay(image, verdict.heatmap, verdict.summary())
-    overlay.thumbnail((_OVERLAY_MAX_SIDE, _OVERLAY_MAX_SIDE))
+    overlay = render_heatmap_figure(image, verdict.heatmap, verdict.summary(), verdict.cutoffs)
     buf = io.BytesIO()
     overlay.save(buf, format="PNG")
     name = f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.model_version}.png"

@@ -499,7 +499,7 @@ def _write_heatmap(
 ) -> Path | HumanmadeError:
     """Render the heatmap figure; returns where it went. A failure to write is that input's."""
     from .fetch import FetchPolicy, fetch_url
-    from .heatmap import render_overlay
+    from .heatmap import render_heatmap_figure
     from .intake import load_image
 
     try:
@@ -510,7 +510,7 @@ def _write_heatmap(
         image = load_image(source, detector.limits).image
         path = _heatmap_path(out, item, n_items)
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure = render_overlay(image, verdict.heatmap, verdict.summary())
+        figure = render_heatmap_figure(image, verdict.heatmap, verdict.summary(), verdict.cutoffs)
         figure.save(path, format=HEATMAP_FORMATS.get(path.suffix.lower(), "PNG"))
     except HumanmadeError as exc:
         return exc
