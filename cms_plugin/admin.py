@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -18,13 +17,14 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from . import services
+from .images import thumbnail_jpeg
 from .models import REVIEW_PERMISSION, Detection, Review
+from .presentation import evidence_items, own_reasons
 
 ADVISORY = (
     "The score is advisory: it is evidence for your decision, never a verdict on its own. "
     "Wrongly calling someone's work AI-made is the worst mistake this tool can make."
 )
-THUMB_SIDE = 160
 
 
 class ReviewActionForm(ActionForm):
@@ -178,8 +178,8 @@ class DetectionAdmin(admin.ModelAdmin):
             and obj.can_be_reviewed
             and self.has_review_permission(request),
             "decisions": Detection.Decision.choices,
-            "evidence_items": evidence_items(obj) if obj else [],
-            "reasons": (obj.evidence or {}).get("reasons", []) if obj else [],
+            "evidence_items": evidence_items(obj.evidence or {}) if obj else [],
+            "reasons": own_reasons(obj.evidence or {}) if obj else [],
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
@@ -349,22 +349,6 @@ class DetectionAdmin(admin.ModelAdmin):
             return _image_response(fh.read(), "image/png")
 
 
-def evidence_items(detection: Detection) -> list[dict[str, Any]]:
-    """The stored provenance items, each with its strength in words ("strong AI evidence")."""
-    from detector_core.provenance import Strength
-
-    items = []
-    for item in (detection.evidence or {}).get("evidence") or []:
-        if not isinstance(item, dict):
-            continue
-        try:
-            words = Strength(item.get("strength")).label
-        except ValueError:
-            words = str(item.get("strength") or "evidence")
-        items.append({**item, "strength_label": words})
-    return items
-
-
 def _clipped(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, whole on hover: keeps the queue within 1280 px."""
     if len(text) <= limit:
@@ -382,17 +366,7 @@ def _image_response(data: bytes | None, content_type: str = "image/jpeg") -> Htt
 
 
 def _thumbnail_bytes(detection: Detection) -> bytes | None:
-    """A re-encoded JPEG thumbnail: the untrusted upload itself is never served."""
-    from detector_core import HumanmadeError
-
     try:
-        data = services.read_image_bytes(detection)
-        from detector_core.intake import IntakeLimits, decode_image
-
-        image = decode_image(data, IntakeLimits(max_bytes=max(len(data), 1))).image
-    except (HumanmadeError, OSError):
+        return thumbnail_jpeg(services.read_image_bytes(detection))
+    except OSError:
         return None
-    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()

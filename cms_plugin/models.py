@@ -9,7 +9,6 @@ from django.db import models
 from django.utils import timezone
 
 from detector_core.headline import DecidedBy, percent_in_band
-from detector_core.verdict import Band as EngineBand
 from detector_core.verdict import BandCutoffs
 
 REVIEW_PERMISSION = "cms_plugin.review_detection"
@@ -153,11 +152,9 @@ class Detection(models.Model):
     @property
     def cutoffs(self) -> BandCutoffs:
         """The band cut-offs this verdict was read against (0.20/0.80 when not recorded)."""
-        stored = (self.evidence or {}).get("cutoffs")
-        try:
-            return BandCutoffs(float(stored["human"]), float(stored["ai"]))
-        except (TypeError, KeyError, ValueError):
-            return BandCutoffs()
+        from .presentation import cutoffs_of
+
+        return cutoffs_of(self.evidence or {})
 
     @property
     def percent(self) -> str:
@@ -169,11 +166,9 @@ class Detection(models.Model):
     @property
     def band_colour(self) -> str:
         """'human', 'uncertain' or 'ai': the CSS class of the band's colour."""
-        return {
-            EngineBand.LIKELY_HUMAN: "human",
-            EngineBand.UNCERTAIN: "uncertain",
-            EngineBand.LIKELY_AI: "ai",
-        }.get(self.band, "none")
+        from .presentation import band_colour
+
+        return band_colour(self.band)
 
     @property
     def band_changed(self) -> bool:

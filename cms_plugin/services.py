@@ -7,7 +7,6 @@ API is used; its `HumanmadeError` messages are written for people and shown as t
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -512,20 +511,14 @@ def status_for_band(band: str) -> str:
 def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:
     """The heatmap figure (image and map side by side), a separate PNG; the original stays
     untouched."""
-    if verdict.heatmap is None:
-        return ""
-    from detector_core.heatmap import render_heatmap_figure
-    from detector_core.intake import decode_image
+    from .images import heatmap_figure
 
-    image = decode_image(data, get_detector().limits).image
-    overlay = render_heatmap_figure(image, verdict.heatmap, verdict.summary(), verdict.cutoffs)
-    buf = io.BytesIO()
-    overlay.save(buf, format="PNG")
+    figure = heatmap_figure(data, verdict)
+    if figure is None:
+        return ""
     name = f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.model_version}.png"
     stored = Detection._meta.get_field("heatmap")
-    return stored.storage.save(
-        stored.generate_filename(detection, name), ContentFile(buf.getvalue())
-    )
+    return stored.storage.save(stored.generate_filename(detection, name), ContentFile(figure))
 
 
 # --- human review -------------------------------------------------------------------------
