@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from . import services
-from .images import thumbnail_jpeg
+from .images import image_response, stored_thumbnail
 from .models import REVIEW_PERMISSION, Detection, Review
 from .presentation import evidence_items, own_reasons
 
@@ -337,7 +337,7 @@ class DetectionAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         detection = get_object_or_404(Detection, pk=pk)
-        return _image_response(_thumbnail_bytes(detection))
+        return image_response(stored_thumbnail(detection))
 
     def heatmap_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -346,7 +346,7 @@ class DetectionAdmin(admin.ModelAdmin):
         if not detection.heatmap:
             return HttpResponse(status=404)
         with detection.heatmap.open("rb") as fh:
-            return _image_response(fh.read(), "image/png")
+            return image_response(fh.read(), "image/png")
 
 
 def _clipped(text: str, limit: int) -> str:
@@ -354,19 +354,3 @@ def _clipped(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
-
-
-def _image_response(data: bytes | None, content_type: str = "image/jpeg") -> HttpResponse:
-    if data is None:
-        return HttpResponse(status=404)
-    response = HttpResponse(data, content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def _thumbnail_bytes(detection: Detection) -> bytes | None:
-    try:
-        return thumbnail_jpeg(services.read_image_bytes(detection))
-    except OSError:
-        return None

@@ -7,8 +7,12 @@ import base64
 import io
 from typing import TYPE_CHECKING
 
+from django.http import HttpResponse
+
 if TYPE_CHECKING:
     from detector_core import Verdict
+
+    from .models import Detection
 
 THUMB_SIDE = 160
 
@@ -53,3 +57,23 @@ def data_url(data: bytes | None, content_type: str) -> str:
     if not data:
         return ""
     return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def stored_thumbnail(detection: Detection) -> bytes | None:
+    """The thumbnail of a Detection's stored image; None when it is gone or undecodable."""
+    from .services import read_image_bytes
+
+    try:
+        return thumbnail_jpeg(read_image_bytes(detection))
+    except OSError:
+        return None
+
+
+def image_response(data: bytes | None, content_type: str = "image/jpeg") -> HttpResponse:
+    """Our own re-encoded picture (404 for None), private to the viewer, never sniffed."""
+    if data is None:
+        return HttpResponse(status=404)
+    response = HttpResponse(data, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -198,6 +198,27 @@ def band_label(band: str) -> str:
         return band or "none"
 
 
+class Batch(models.Model):
+    """What one person sent to the checking desk at once: files, a ZIP's images, URLs."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Inputs refused before scoring (not an image, too large, not a URL), with the reason.
+    refused = models.JSONField(default=list, blank=True)
+    # The name each image was sent under (a file name, a ZIP member, a URL), by Detection id.
+    names = models.JSONField(default=dict, blank=True)
+    detections = models.ManyToManyField(Detection, related_name="batches", blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"Batch #{self.pk} by {self.created_by} on {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class Review(models.Model):
     """Every decision a person made, oldest first (the Detection holds the latest)."""
 

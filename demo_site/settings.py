@@ -137,6 +137,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The checking desk (/desk/) is for staff: they sign in where the admin does.
+LOGIN_URL = "admin:login"
 MEDIA_URL = "media/"
 MEDIA_ROOT = os.environ.get("HUMANMADE_DEMO_MEDIA_ROOT") or BASE_DIR / "media"
 

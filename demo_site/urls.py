@@ -14,6 +14,7 @@ demo_patterns = (
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("cms_plugin.api.urls")),
+    path("desk/", include("cms_plugin.desk.urls")),
     path("", include(demo_patterns)),
 ]
 
