@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector_core.headline import DecidedBy, percent_in_band
+from detector_core.headline import DecidedBy, percent_in_band, reasons_beyond_evidence
 from detector_core.provenance.evidence import Strength
 from detector_core.verdict import Band, BandCutoffs
 
@@ -62,14 +62,8 @@ def evidence_items(data: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def own_reasons(data: Mapping[str, Any]) -> list[str]:
-    """The verdict's reasons less those that repeat an evidence item word for word (the
-    engine lists strong evidence among the reasons too; a page shows it once, as evidence)."""
-    repeats = {
-        f"{e.get('summary')} ({e.get('where')})"
-        for e in data.get("evidence") or []
-        if isinstance(e, Mapping)
-    }
-    return [str(r) for r in data.get("reasons") or [] if r and str(r) not in repeats]
+    """The verdict's reasons that are not already listed as evidence items."""
+    return reasons_beyond_evidence(data.get("reasons") or [], data.get("evidence") or [])
 
 
 def cutoffs_of(data: Mapping[str, Any]) -> BandCutoffs:

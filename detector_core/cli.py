@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .argtypes import int_at_least, report_error
 from .errors import HumanmadeError, UnreadableSourceError, WeightsError
+from .headline import reasons_beyond_evidence
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
     from .detector import Detector
@@ -372,7 +373,8 @@ class _Output:
             self._write(json.dumps(record, ensure_ascii=False), sys.stdout)
         else:
             lines = [f"{item.name}: {result.summary()}"]
-            lines += [f"  note: {reason}" for reason in result.reasons]
+            evidence = [e.to_dict() for e in result.evidence]
+            lines += [f"  note: {r}" for r in reasons_beyond_evidence(result.reasons, evidence)]
             lines += [f"  [{e.strength.label}] {e.summary} ({e.where})" for e in result.evidence]
             if heatmap is not None:
                 lines.append(f"  heatmap: {heatmap}")

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .verdict import Band, BandCutoffs
 
-__all__ = ["DecidedBy", "headline", "instability_cause", "percent_in_band", "provenance_cause"]
+__all__ = [
+    "DecidedBy",
+    "headline",
+    "instability_cause",
+    "percent_in_band",
+    "provenance_cause",
+    "reasons_beyond_evidence",
+]
 
 CAUSE_LIMIT = 160
 
@@ -109,6 +116,15 @@ def provenance_cause(evidence: Sequence[Mapping[str, Any]]) -> str:
         writer = details.get("writer") or "an image generator"
         return _clip(f"an invisible watermark of the {writer} is in its pixels")
     return _clip(str(item.get("summary") or "the file's provenance declares it AI-generated"))
+
+
+def reasons_beyond_evidence(
+    reasons: Iterable[str], evidence: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """`reasons` less those that repeat an evidence item ("summary (where)") word for word:
+    the engine names strong evidence among the reasons, and a reader should meet it once."""
+    repeats = {f"{e.get('summary')} ({e.get('where')})" for e in evidence if isinstance(e, Mapping)}
+    return [str(r) for r in reasons if r and str(r) not in repeats]
 
 
 def _clip(text: str) -> str:

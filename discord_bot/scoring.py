@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from detector_core.errors import FileTooLargeError, HumanmadeError, ImageError
-from detector_core.headline import DecidedBy, percent_in_band
+from detector_core.headline import DecidedBy, percent_in_band, reasons_beyond_evidence
 from detector_core.verdict import Band, BandCutoffs
 
 if TYPE_CHECKING:
@@ -81,7 +81,9 @@ class ScoreResult:
             model_version=verdict.model_version,
             headline=verdict.summary(),
             decided_by=verdict.decided_by,
-            reasons=tuple(verdict.reasons),
+            reasons=tuple(
+                reasons_beyond_evidence(verdict.reasons, [e.to_dict() for e in verdict.evidence])
+            ),
             evidence=tuple(
                 f"[{e.strength.label}] {e.summary} ({e.where})" for e in verdict.evidence
             ),
@@ -120,7 +122,9 @@ class ScoreResult:
             ai_probability=probability,
             band=band,
             model_version=str(result.get("model_version") or "unknown"),
-            reasons=tuple(str(r) for r in reasons if r),
+            reasons=tuple(
+                reasons_beyond_evidence(reasons, [e for e in evidence if isinstance(e, Mapping)])
+            ),
             evidence=tuple(lines),
             needs_review=body.get("status") == "needs_review",
             headline=headline,

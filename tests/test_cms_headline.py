@@ -120,5 +120,6 @@ def test_the_bots_remote_mode_reads_the_real_api_answer(cms, django_capture_on_c
     assert result.ai_probability == pytest.approx(detection.probability)
     assert result.decided_by == "provenance" and result.summary() == detection.summary
     assert any("[strong_ai]" in line and "AUTOMATIC1111" in line for line in result.evidence)
-    assert result.reasons and "pixels alone scored" in result.reasons[-1]
+    assert len(result.reasons) == 1 and "pixels alone scored" in result.reasons[0]
+    assert len(ScoreResult.from_api(body).evidence) == 1  # listed once, as evidence
     assert f"**{detection.summary}**" in check_answer([("a.png", result)])

@@ -107,3 +107,25 @@ def test_provenance_cause_for_each_strong_kind():
     assert provenance_cause([weak]) == ""
     odd = {"kind": "future", "strength": "strong_ai", "summary": "x " * 200}
     assert len(provenance_cause([odd])) <= 160
+
+
+def test_reasons_repeating_evidence_are_dropped_for_readers(tiny_weights):
+    from detector_core.headline import reasons_beyond_evidence
+
+    verdict = Detector(tiny_weights, cutoffs=BandCutoffs(human=0.5, ai=1.0)).score(
+        _generator_png()
+    )
+    evidence = [e.to_dict() for e in verdict.evidence]
+    own = reasons_beyond_evidence(verdict.reasons, evidence)
+    assert len(verdict.reasons) == 2 and len(own) == 1 and "pixels alone" in own[0]
+
+
+def test_cli_lists_strong_evidence_once(tiny_weights, tmp_path, capsys):
+    from detector_core.cli import main
+
+    path = tmp_path / "castle.png"
+    path.write_bytes(_generator_png())
+    assert main(["score", str(path), "--weights", str(tiny_weights)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Generation settings written by AUTOMATIC1111") == 1
+    assert "  note: The pixels alone scored" in out

@@ -55,6 +55,6 @@ def combine(
         reasons.append(
             f"The pixels alone scored {percent_in_band(probability, cutoffs or BandCutoffs())}% "
             f"({pixel_band.label}); "
-            "the provenance evidence above outweighs that."
+            "the provenance evidence in the file outweighs that."
         )
     return Band.LIKELY_AI, tuple(reasons)
