@@ -78,7 +78,7 @@ def test_pixels_decide_when_evidence_agrees(tiny_weights):
 
 def test_instability_decision_is_named_in_the_headline(tiny_weights):
     data = encode(make_image(160, 120, seed=3), "PNG")
-    plain = Detector(tiny_weights, provenance=False).score(data)
+    plain = Detector(tiny_weights, provenance=False, stability_margin=None).score(data)
     p = plain.ai_probability
     name, other = max(plain.variant_probabilities, key=lambda item: abs(item[1] - p))
     assert other != p
@@ -112,9 +112,7 @@ def test_provenance_cause_for_each_strong_kind():
 def test_reasons_repeating_evidence_are_dropped_for_readers(tiny_weights):
     from detector_core.headline import reasons_beyond_evidence
 
-    verdict = Detector(tiny_weights, cutoffs=BandCutoffs(human=0.5, ai=1.0)).score(
-        _generator_png()
-    )
+    verdict = Detector(tiny_weights, cutoffs=BandCutoffs(human=0.5, ai=1.0)).score(_generator_png())
     evidence = [e.to_dict() for e in verdict.evidence]
     own = reasons_beyond_evidence(verdict.reasons, evidence)
     assert len(verdict.reasons) == 2 and len(own) == 1 and "pixels alone" in own[0]
