@@ -1,7 +1,8 @@
 """What an editor sends to the checking desk becomes one Batch of Detections.
 
 Files are queued one by one (`services.score_upload`); a ZIP is opened and each image in it
-queued under "archive.zip/member.png"; pasted URLs are queued for the worker's safe fetch.
+queued under "archive.zip/member.png"; pasted URLs are queued for the worker's safe fetch
+(`services.submit_url`, which refuses at once what the fetch policy would).
 Whatever is refused (not an image, too large, a bad URL, over the batch limit) is listed on
 the batch with the reason, so nothing sent is silently lost.
 """
@@ -12,8 +13,6 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 
 from .. import services
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 MAX_URL_LENGTH = 2048
 _ZIP_MAGIC = b"PK\x03\x04"
-_validate_url = URLValidator(schemes=["http", "https"])
 
 
 class Refused(Exception):
@@ -84,18 +82,15 @@ def parse_urls(text: str) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line))
 
 
-def _check_url(url: str) -> None:
+def _check_length(url: str) -> None:
+    # The scheme, the form and the address are the fetch policy's to judge (submit_url).
     if len(url) > MAX_URL_LENGTH:
         raise Refused(f"The URL is longer than {MAX_URL_LENGTH} characters.")
-    try:
-        _validate_url(url)
-    except ValidationError:
-        raise Refused("This is not an http or https URL.") from None
 
 
 def submit_batch(user: AbstractBaseUser, files: Iterable[Any], urls_text: str = "") -> Batch:
     """Queue everything sent at once as one Batch; scoring starts once it is committed."""
-    from detector_core.errors import ImageError
+    from detector_core.errors import HumanmadeError
 
     limit = int(humanmade_settings.DESK_MAX_FILES)
     max_bytes = int(humanmade_settings.MAX_UPLOAD_BYTES)
@@ -112,7 +107,7 @@ def submit_batch(user: AbstractBaseUser, files: Iterable[Any], urls_text: str = 
                 return
             try:
                 detection = make()
-            except (Refused, ImageError) as exc:
+            except (Refused, HumanmadeError) as exc:  # not an image, a URL the policy refuses
                 refused.append({"name": name, "reason": str(exc)})
                 return
             queued += 1
@@ -127,7 +122,7 @@ def submit_batch(user: AbstractBaseUser, files: Iterable[Any], urls_text: str = 
         for url in parse_urls(urls_text):
 
             def queue_url(url: str = url) -> Any:
-                _check_url(url)
+                _check_length(url)
                 return services.submit_url(url, user=user)
 
             take(url, queue_url)
