@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -18,13 +17,14 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from . import services
+from .images import image_response, stored_thumbnail
 from .models import REVIEW_PERMISSION, Detection, Review
+from .presentation import evidence_items, own_reasons
 
 ADVISORY = (
     "The score is advisory: it is evidence for your decision, never a verdict on its own. "
     "Wrongly calling someone's work AI-made is the worst mistake this tool can make."
 )
-THUMB_SIDE = 160
 
 
 class ReviewActionForm(ActionForm):
@@ -76,16 +76,24 @@ class DetectionAdmin(admin.ModelAdmin):
         "id",
         "thumbnail",
         "probability_bar",
-        "band",
+        "band_pill",
+        "why",
         "band_change",
-        "status",
-        "decision",
-        "model_version",
+        "review",
+        "engine_model",
         "source",
-        "created_at",
+        "created",
     )
     list_display_links = ("id", "thumbnail")
-    list_filter = ("status", "band", BandChangedFilter, "model_version", "created_at", "decision")
+    list_filter = (
+        "status",
+        "band",
+        "decided_by",
+        BandChangedFilter,
+        "model_version",
+        "created_at",
+        "decision",
+    )
     list_per_page = 50
     search_fields = ("sha256", "source_url", "note")
     action_form = ReviewActionForm
@@ -94,7 +102,10 @@ class DetectionAdmin(admin.ModelAdmin):
     change_form_template = "admin/cms_plugin/detection/change_form.html"
     change_list_template = "admin/cms_plugin/detection/change_list.html"
     fieldsets = (
-        ("Result (advisory)", {"fields": ("summary", "status", "error", "model_version")}),
+        (
+            "Result (advisory)",
+            {"fields": ("summary", "decided_by", "status", "error", "model_version")},
+        ),
         ("Human review", {"fields": ("decision", "reviewer", "reviewed_at", "note")}),
         (
             "Before the last re-score",
@@ -167,8 +178,8 @@ class DetectionAdmin(admin.ModelAdmin):
             and obj.can_be_reviewed
             and self.has_review_permission(request),
             "decisions": Detection.Decision.choices,
-            "evidence_items": (obj.evidence or {}).get("evidence", []) if obj else [],
-            "reasons": (obj.evidence or {}).get("reasons", []) if obj else [],
+            "evidence_items": evidence_items(obj.evidence or {}) if obj else [],
+            "reasons": own_reasons(obj.evidence or {}) if obj else [],
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
@@ -179,22 +190,55 @@ class DetectionAdmin(admin.ModelAdmin):
     def thumbnail(self, obj: Detection) -> str:
         url = reverse("admin:cms_plugin_detection_thumbnail", args=[obj.pk])
         return format_html(
-            '<img src="{}" alt="image #{}" loading="lazy" style="max-width:80px;max-height:80px">',
+            '<img src="{}" alt="image #{}" loading="lazy" style="max-width:56px;max-height:56px">',
             url,
             obj.pk,
         )
 
-    @admin.display(description="AI probability (advisory)", ordering="probability")
+    @admin.display(description="AI probability", ordering="probability")
     def probability_bar(self, obj: Detection) -> str:
         if obj.probability is None:
             return "–"
-        percent = round(obj.probability * 100)
         return format_html(
-            '<div class="hm-bar" title="{}" style="width:120px;background:#eee;height:10px">'
-            '<div style="width:{}%;background:#c0392b;height:10px"></div></div>{}%',
+            '<div class="hm-bar" title="{}"><div class="hm-fill hm-{}" style="width:{}%">'
+            "</div></div>{}%",
             obj.summary,
-            percent,
-            percent,
+            obj.band_colour,
+            obj.percent,
+            obj.percent,
+        )
+
+    @admin.display(description="band", ordering="band")
+    def band_pill(self, obj: Detection) -> str:
+        if not obj.band:
+            return ""
+        return format_html(
+            '<span class="hm-band hm-{}">{}</span>', obj.band_colour, obj.get_band_display()
+        )
+
+    @admin.display(description="review", ordering="status")
+    def review(self, obj: Detection) -> str:
+        if obj.decision:
+            return f"{obj.get_status_display()}: {obj.get_decision_display()}"
+        return obj.get_status_display()
+
+    @admin.display(description="why", ordering="decided_by")
+    def why(self, obj: Detection) -> str:
+        """What decided the band; the headline says it in full, shown on hover."""
+        if not obj.decided_by:
+            return ""
+        return format_html('<span title="{}">{}</span>', obj.summary, obj.get_decided_by_display())
+
+    @admin.display(description="model", ordering="model_version")
+    def engine_model(self, obj: Detection) -> str:
+        return _clipped(obj.model_version, 18)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Detection) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            obj.created_at.isoformat(timespec="seconds"),
+            f"{obj.created_at:%Y-%m-%d}",
         )
 
     @admin.display(description="re-score")
@@ -205,7 +249,7 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="source")
     def source(self, obj: Detection) -> str:
-        return obj.source_label()
+        return _clipped(obj.source_label(), 28)
 
     @admin.display(description="result")
     def summary(self, obj: Detection) -> str:
@@ -213,7 +257,8 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="engine output")
     def evidence_json(self, obj: Detection) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.evidence, indent=2)[:20000])
+        text = json.dumps(obj.evidence, indent=2, ensure_ascii=False)[:20000]
+        return format_html("<pre>{}</pre>", text)
 
     # --- bulk actions ---------------------------------------------------------------------
 
@@ -292,7 +337,7 @@ class DetectionAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         detection = get_object_or_404(Detection, pk=pk)
-        return _image_response(_thumbnail_bytes(detection))
+        return image_response(stored_thumbnail(detection))
 
     def heatmap_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -301,30 +346,11 @@ class DetectionAdmin(admin.ModelAdmin):
         if not detection.heatmap:
             return HttpResponse(status=404)
         with detection.heatmap.open("rb") as fh:
-            return _image_response(fh.read(), "image/png")
+            return image_response(fh.read(), "image/png")
 
 
-def _image_response(data: bytes | None, content_type: str = "image/jpeg") -> HttpResponse:
-    if data is None:
-        return HttpResponse(status=404)
-    response = HttpResponse(data, content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def _thumbnail_bytes(detection: Detection) -> bytes | None:
-    """A re-encoded JPEG thumbnail: the untrusted upload itself is never served."""
-    from detector_core import HumanmadeError
-
-    try:
-        data = services.read_image_bytes(detection)
-        from detector_core.intake import IntakeLimits, decode_image
-
-        image = decode_image(data, IntakeLimits(max_bytes=max(len(data), 1))).image
-    except (HumanmadeError, OSError):
-        return None
-    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
+def _clipped(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, whole on hover: keeps the queue within 1280 px."""
+    if len(text) <= limit:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])

@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     # Export also unreviewed, stable scores at or beyond the confident cut-offs (<= 0.20:
     # human, >= 0.80: ai) as label_origin "confident_score"; reviewers' decisions always win.
     "COLLECT_CONFIDENT": False,
+    # The checking desk (/desk/ where its URLs are included): most images in one batch,
+    # counting each image inside a ZIP, and most URLs pasted at once.
+    "DESK_MAX_FILES": 100,
 }
 
 

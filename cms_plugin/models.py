@@ -8,6 +8,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from detector_core.headline import DecidedBy, percent_in_band
+from detector_core.verdict import BandCutoffs
+
 REVIEW_PERMISSION = "cms_plugin.review_detection"
 
 
@@ -44,6 +47,11 @@ class Detection(models.Model):
         UNCERTAIN = "uncertain", "uncertain"
         LIKELY_AI = "likely_ai", "likely AI"
 
+    class DecidedBy(models.TextChoices):
+        PIXELS = DecidedBy.PIXELS.value, DecidedBy.PIXELS.label
+        PROVENANCE = DecidedBy.PROVENANCE.value, DecidedBy.PROVENANCE.label
+        INSTABILITY = DecidedBy.INSTABILITY.value, DecidedBy.INSTABILITY.label
+
     class Decision(models.TextChoices):
         HUMAN_MADE = "human_made", "human-made"
         AI_GENERATED = "ai_generated", "AI-generated"
@@ -78,6 +86,12 @@ class Detection(models.Model):
 
     probability = models.FloatField(null=True, blank=True)
     band = models.CharField(max_length=16, choices=Band.choices, blank=True, db_index=True)
+    decided_by = models.CharField(
+        max_length=16,
+        choices=DecidedBy.choices,
+        blank=True,
+        help_text="What set the band: pixel score, provenance in the file, or instability.",
+    )
     model_version = models.CharField(max_length=100, blank=True, db_index=True)
     evidence = models.JSONField(default=dict, blank=True)
     heatmap = models.FileField(upload_to=_heatmap_to, max_length=500, blank=True)
@@ -125,9 +139,36 @@ class Detection(models.Model):
 
     @property
     def summary(self) -> str:
+        """The engine's headline, which says what decided the band ('' until scored)."""
         if self.probability is None:
             return ""
-        return f"AI-generated: {round(self.probability * 100)}% ({self.get_band_display()})"
+        stored = (self.evidence or {}).get("summary")
+        if self.decided_by and isinstance(stored, str) and stored:
+            return stored
+        # Scored before verdicts said what decided them: the pixel score, as it was shown.
+        percent = percent_in_band(self.probability, self.cutoffs)
+        return f"AI-generated: {percent}% ({self.get_band_display()})"
+
+    @property
+    def cutoffs(self) -> BandCutoffs:
+        """The band cut-offs this verdict was read against (0.20/0.80 when not recorded)."""
+        from .presentation import cutoffs_of
+
+        return cutoffs_of(self.evidence or {})
+
+    @property
+    def percent(self) -> str:
+        """The pixel probability in percent, on the right side of every cut-off ('' if none)."""
+        if self.probability is None:
+            return ""
+        return percent_in_band(self.probability, self.cutoffs)
+
+    @property
+    def band_colour(self) -> str:
+        """'human', 'uncertain' or 'ai': the CSS class of the band's colour."""
+        from .presentation import band_colour
+
+        return band_colour(self.band)
 
     @property
     def band_changed(self) -> bool:
@@ -155,6 +196,27 @@ def band_label(band: str) -> str:
         return str(Detection.Band(band).label)
     except ValueError:
         return band or "none"
+
+
+class Batch(models.Model):
+    """What one person sent to the checking desk at once: files, a ZIP's images, URLs."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Inputs refused before scoring (not an image, too large, not a URL), with the reason.
+    refused = models.JSONField(default=list, blank=True)
+    # The name each image was sent under (a file name, a ZIP member, a URL), by Detection id.
+    names = models.JSONField(default=dict, blank=True)
+    detections = models.ManyToManyField(Detection, related_name="batches", blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"Batch #{self.pk} by {self.created_by} on {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class Review(models.Model):

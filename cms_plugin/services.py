@@ -7,7 +7,6 @@ API is used; its `HumanmadeError` messages are written for people and shown as t
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cms_plugin")
 
 _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
-_OVERLAY_MAX_SIDE = 1024
 
 
 class TransientError(Exception):
@@ -408,6 +406,7 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
         return sha256, {
             "probability": earlier.probability,
             "band": earlier.band,
+            "decided_by": earlier.decided_by,
             "model_version": earlier.model_version,
             "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
             "heatmap": earlier.heatmap.name,
@@ -418,6 +417,7 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
     return sha256, {
         "probability": verdict.ai_probability,
         "band": verdict.band.value,
+        "decided_by": verdict.decided_by.value,
         "model_version": verdict.model_version,
         "evidence": evidence,
         "heatmap": _save_overlay(detection, data, verdict),
@@ -509,22 +509,16 @@ def status_for_band(band: str) -> str:
 
 
 def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:
-    """The heatmap drawn over the image, as a separate PNG (the original stays untouched)."""
-    if verdict.heatmap is None:
-        return ""
-    from detector_core.heatmap import render_overlay
-    from detector_core.intake import decode_image
+    """The heatmap figure (image and map side by side), a separate PNG; the original stays
+    untouched."""
+    from .images import heatmap_figure
 
-    image = decode_image(data, get_detector().limits).image
-    overlay = render_overlay(image, verdict.heatmap, verdict.summary())
-    overlay.thumbnail((_OVERLAY_MAX_SIDE, _OVERLAY_MAX_SIDE))
-    buf = io.BytesIO()
-    overlay.save(buf, format="PNG")
+    figure = heatmap_figure(data, verdict)
+    if figure is None:
+        return ""
     name = f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.model_version}.png"
     stored = Detection._meta.get_field("heatmap")
-    return stored.storage.save(
-        stored.generate_filename(detection, name), ContentFile(buf.getvalue())
-    )
+    return stored.storage.save(stored.generate_filename(detection, name), ContentFile(figure))
 
 
 # --- human review -------------------------------------------------------------------------

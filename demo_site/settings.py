@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here, never from a CDN
     "cms_plugin",
     "demo_site",
 ]
@@ -136,6 +137,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The checking desk (/desk/) is for staff: they sign in where the admin does.
+LOGIN_URL = "admin:login"
 MEDIA_URL = "media/"
 MEDIA_ROOT = os.environ.get("HUMANMADE_DEMO_MEDIA_ROOT") or BASE_DIR / "media"
 
@@ -194,4 +197,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     # `band` and `previous_band` share one set of choices: one enum in the schema.
     "ENUM_NAME_OVERRIDES": {"BandEnum": "cms_plugin.models.Detection.Band"},
+    # The browsable schema's JavaScript and CSS come from drf-spectacular-sidecar's static
+    # files: on-premise sites are often offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }

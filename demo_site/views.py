@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -10,8 +11,13 @@ from django.urls import reverse
 from django.views import csrf
 from django.views.decorators.http import require_http_methods, require_POST
 
+from cms_plugin.images import data_url, heatmap_figure, thumbnail_jpeg
+from cms_plugin.presentation import verdict_view
 from detector_core.errors import HumanmadeError, WeightsError
-from detector_core.verdict import Band, Verdict
+from detector_core.fetch import FetchPolicy, fetch_url
+from detector_core.headline import percent_in_band
+from detector_core.intake import read_bytes
+from detector_core.verdict import Verdict
 
 from .engine import get_detector, human_bytes, max_upload_bytes
 from .uploads import REFUSED_ATTR
@@ -36,7 +42,14 @@ def _error_code(exc: Exception) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def _score(request: HttpRequest) -> Verdict:
+@dataclass(frozen=True)
+class Scored:
+    verdict: Verdict
+    data: bytes  # the bytes that were scored, for the thumbnail and the heatmap figure
+    name: str  # the file name or the URL, as the visitor gave it
+
+
+def _score(request: HttpRequest, heatmap: bool = False) -> Scored:
     """Score the uploaded `file` or the `url` of a POST; raises InputRefused/HumanmadeError."""
     refused = getattr(request, REFUSED_ATTR, None)
     if refused:
@@ -45,6 +58,7 @@ def _score(request: HttpRequest) -> Verdict:
     url = request.POST.get("url", "").strip()
     if upload is not None and url:
         raise InputRefused("Give either an image file or an image URL, not both.", "two_inputs")
+    detector = get_detector()
     if upload is not None:
         try:
             limit = max_upload_bytes()
@@ -53,13 +67,16 @@ def _score(request: HttpRequest) -> Verdict:
                     f"The file is {human_bytes(upload.size)}; the limit is {human_bytes(limit)}.",
                     "file_too_large",
                 )
-            return get_detector().score(upload)
+            data = read_bytes(upload, detector.limits)
         finally:
             upload.close()
+        return Scored(detector.score(data, heatmap=heatmap), data, upload.name or "upload")
     if url:
         if len(url) > MAX_URL_LENGTH:
             raise InputRefused(f"The URL is longer than {MAX_URL_LENGTH} characters.", "bad_url")
-        return get_detector().score_url(url)
+        # Fetched here rather than by score_url, to keep the bytes for the pictures.
+        data = fetch_url(url, detector.fetch_policy or FetchPolicy()).data
+        return Scored(detector.score(data, heatmap=heatmap), data, url)
     raise InputRefused("Choose an image file to upload or enter an image URL.", "no_input")
 
 
@@ -68,9 +85,16 @@ def _status_for(exc: Exception) -> int:
     return 503 if isinstance(exc, WeightsError) else 400
 
 
+def _error_title(exc: Exception) -> str:
+    if isinstance(exc, WeightsError):
+        return "The detector is not available."
+    if isinstance(exc, InputRefused) and exc.code in ("no_input", "two_inputs"):
+        return "Nothing was scored."
+    return "This image could not be scored."
+
+
 @require_http_methods(["GET", "POST"])
 def index(request: HttpRequest) -> HttpResponse:
-    detector = get_detector()
     context: dict[str, object] = {
         "max_upload": human_bytes(max_upload_bytes()),
         "url": "",
@@ -79,22 +103,19 @@ def index(request: HttpRequest) -> HttpResponse:
         return render(request, TEMPLATE, context)
     context["url"] = request.POST.get("url", "")[:MAX_URL_LENGTH]
     try:
-        verdict = _score(request)
+        scored = _score(request, heatmap=True)
     except (InputRefused, HumanmadeError) as exc:
         status = _status_for(exc)
         context["error"] = str(exc)
-        context["error_is_ours"] = status == 503
+        context["error_title"] = _error_title(exc)
         return render(request, TEMPLATE, context, status=status)
+    verdict = scored.verdict
     context["verdict"] = verdict
-    # Read after scoring: with no cut-offs configured they come from the weights, which
-    # may be missing (a 503 above, not a crash here).
-    context["cutoffs"] = detector.cutoffs
-    context["percent"] = f"{verdict.ai_probability * 100:.1f}"
-    context["band_class"] = {
-        Band.LIKELY_HUMAN: "human",
-        Band.UNCERTAIN: "uncertain",
-        Band.LIKELY_AI: "ai",
-    }[verdict.band]
+    context["view"] = verdict_view(verdict.to_dict())
+    context["file_name"] = scored.name
+    context["percent"] = percent_in_band(verdict.ai_probability, verdict.cutoffs, decimals=1)
+    context["thumbnail_url"] = data_url(thumbnail_jpeg(scored.data), "image/jpeg")
+    context["heatmap_url"] = data_url(heatmap_figure(scored.data, verdict, "JPEG"), "image/jpeg")
     return render(request, TEMPLATE, context)
 
 
@@ -102,12 +123,12 @@ def index(request: HttpRequest) -> HttpResponse:
 def score_json(request: HttpRequest) -> JsonResponse:
     """multipart `file` (or form field `url`) -> Verdict.to_dict(), or {error, message}."""
     try:
-        verdict = _score(request)
+        scored = _score(request)
     except (InputRefused, HumanmadeError) as exc:
         return JsonResponse(
             {"error": _error_code(exc), "message": str(exc)}, status=_status_for(exc)
         )
-    return JsonResponse(verdict.to_dict())
+    return JsonResponse(scored.verdict.to_dict())
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

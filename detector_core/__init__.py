@@ -23,12 +23,14 @@ _EXPORTS = {
     "WeightsError": ".errors",
     "Band": ".verdict",
     "BandCutoffs": ".verdict",
+    "DecidedBy": ".verdict",
     "Verdict": ".verdict",
 }
 
 __all__ = [
     "Band",
     "BandCutoffs",
+    "DecidedBy",
     "Detector",
     "FetchError",
     "HumanmadeError",
@@ -43,7 +45,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .detector import Detector, default_detector, score, score_url
     from .errors import FetchError, HumanmadeError, ImageError, WeightsError
-    from .verdict import Band, BandCutoffs, Verdict
+    from .verdict import Band, BandCutoffs, DecidedBy, Verdict
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .argtypes import int_at_least, report_error
 from .errors import HumanmadeError, UnreadableSourceError, WeightsError
+from .headline import reasons_beyond_evidence
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
     from .detector import Detector
@@ -123,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="OUT",
-        help="write a patch-heatmap overlay: OUT.png for a single image, else a folder that "
-        "receives NAME.heatmap.png per image",
+        help="write each image's patch heatmap: OUT.png (or .jpg, .webp) for a single image, "
+        "else a folder that receives NAME.heatmap.png per image; prints where each went",
     )
     score.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
     score.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -354,8 +355,10 @@ class _Output:
             print(text, file=stream)
         stream.flush()
 
-    def result(self, item: _Item, result: Verdict | HumanmadeError) -> bool:
-        """Report one result; returns whether it was a success."""
+    def result(
+        self, item: _Item, result: Verdict | HumanmadeError, heatmap: Path | None = None
+    ) -> bool:
+        """Report one result (and where its heatmap went); returns whether it succeeded."""
         if isinstance(result, HumanmadeError):
             message = str(result) or type(result).__name__
             if self.as_json:
@@ -364,14 +367,17 @@ class _Output:
             self._write(f"{item.name}: error: {message}", sys.stderr)
             return False
         if self.as_json:
-            self._write(
-                json.dumps({"source": item.name, **result.to_dict()}, ensure_ascii=False),
-                sys.stdout,
-            )
+            record = {"source": item.name, **result.to_dict()}
+            if heatmap is not None:
+                record["heatmap_file"] = str(heatmap)
+            self._write(json.dumps(record, ensure_ascii=False), sys.stdout)
         else:
             lines = [f"{item.name}: {result.summary()}"]
-            lines += [f"  note: {reason}" for reason in result.reasons]
+            evidence = [e.to_dict() for e in result.evidence]
+            lines += [f"  note: {r}" for r in reasons_beyond_evidence(result.reasons, evidence)]
             lines += [f"  [{e.strength.label}] {e.summary} ({e.where})" for e in result.evidence]
+            if heatmap is not None:
+                lines.append(f"  heatmap: {heatmap}")
             self._write("\n".join(lines), sys.stdout)
         return True
 
@@ -393,15 +399,48 @@ def _cmd_score(args: argparse.Namespace, prog: str) -> int:
         )
     except (RuntimeError, ValueError) as exc:  # e.g. an unknown --device
         return report_error(prog, f"--device: {exc}")
+    problem = device_problem(detector.device)
+    if problem:
+        return report_error(prog, f"--device {args.device}: {problem}")
 
     items, saw_folder = expand_inputs(args.inputs, args.recursive)
+    if args.heatmap is not None and _names_a_file(args.heatmap) and len(items) > 1:
+        return report_error(
+            prog,
+            f"--heatmap {args.heatmap} names one file, but {len(items)} images are scored; "
+            "give a folder instead",
+        )
     try:
         if any(item.error is None for item in items):
             detector.loaded  # noqa: B018 -- load (and verify) the weights once, up front
+    except WeightsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except RuntimeError as exc:  # the device failed in a way device_problem() did not foresee
+        return report_error(prog, f"--device {args.device}: {str(exc).splitlines()[0]}")
+    try:
         return _run_score(detector, items, saw_folder, args)
     except WeightsError as exc:
         _error(str(exc))
         return EXIT_USAGE
+
+
+def device_problem(device: Any) -> str:
+    """Why a torch device cannot run here, in words; '' when it can.
+
+    Checked before the weights load, because torch's own failure ("Found no NVIDIA driver")
+    comes as a traceback from deep inside the first `.to(device)`.
+    """
+    import torch
+
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is usable on this machine (use --device cpu, or auto)"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"there is no GPU {device.index}; this machine has {torch.cuda.device_count()}"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "Apple's MPS backend is not available here (use --device cpu, or auto)"
+    return ""
 
 
 def _run_score(
@@ -425,9 +464,14 @@ def _run_score(
         for chunk in _chunks(items, BATCH_SIZE):
             results = _score_chunk(detector, chunk, heatmap=args.heatmap is not None)
             for item, result in zip(chunk, results, strict=True):
+                heatmap_path = None
                 if not isinstance(result, HumanmadeError) and args.heatmap is not None:
-                    result = _write_heatmap(detector, item, result, args.heatmap, len(items))
-                if not out.result(item, result):
+                    written = _write_heatmap(detector, item, result, args.heatmap, len(items))
+                    if isinstance(written, HumanmadeError):
+                        result = written
+                    else:
+                        heatmap_path = written
+                if not out.result(item, result, heatmap_path):
                     failures += 1
             bar.update(len(chunk))
     finally:
@@ -437,8 +481,16 @@ def _run_score(
     return EXIT_FAILED if failures else EXIT_OK
 
 
+# What `--heatmap OUT` may be written as when it names a file (a single image).
+HEATMAP_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def _names_a_file(out: Path) -> bool:
+    return out.suffix.lower() in HEATMAP_FORMATS and not out.is_dir()
+
+
 def _heatmap_path(out: Path, item: _Item, n_items: int) -> Path:
-    if n_items == 1 and out.suffix.lower() == ".png":
+    if n_items == 1 and _names_a_file(out):
         return out
     stem = Path(item.name.rstrip("/")).name or "image"
     return out / f"{stem}.heatmap.png"
@@ -446,10 +498,10 @@ def _heatmap_path(out: Path, item: _Item, n_items: int) -> Path:
 
 def _write_heatmap(
     detector: Detector, item: _Item, verdict: Verdict, out: Path, n_items: int
-) -> Verdict | HumanmadeError:
-    """Render the overlay next to the verdict; a failure to write is that input's failure."""
+) -> Path | HumanmadeError:
+    """Render the heatmap figure; returns where it went. A failure to write is that input's."""
     from .fetch import FetchPolicy, fetch_url
-    from .heatmap import render_overlay
+    from .heatmap import render_heatmap_figure
     from .intake import load_image
 
     try:
@@ -460,26 +512,53 @@ def _write_heatmap(
         image = load_image(source, detector.limits).image
         path = _heatmap_path(out, item, n_items)
         path.parent.mkdir(parents=True, exist_ok=True)
-        render_overlay(image, verdict.heatmap, verdict.summary()).save(path)
+        figure = render_heatmap_figure(image, verdict.heatmap, verdict.summary(), verdict.cutoffs)
+        figure.save(path, format=HEATMAP_FORMATS.get(path.suffix.lower(), "PNG"))
     except HumanmadeError as exc:
         return exc
     except OSError as exc:
         return UnreadableSourceError(f"Cannot write the heatmap for {item.name}: {exc}")
-    return verdict
+    return path
 
 
 # --------------------------------------------------------------------------- info
 
 
-_VAL_ORDER = (
-    "n_images",
-    "auc",
-    "accuracy_at_0.5",
-    "tpr_at_1pct_fpr",
-    "tpr_at_5pct_fpr",
-    "ece",
-    "likely_ai_rate_on_human",
-)
+# The validation figures in the order people read them, each with a label and a format:
+# "pct" for rates, "num" for scores, "int" for counts. Unknown keys follow, worded plainly.
+_VAL_FIGURES: dict[str, tuple[str, str]] = {
+    "n_images": ("validation images", "int"),
+    "auc": ("ROC AUC (1.0 = perfect ranking)", "num"),
+    "accuracy_at_0.5": ("accuracy at a 50% threshold", "pct"),
+    "tpr_at_1pct_fpr": ("AI images caught at 1% false alarms", "pct"),
+    "tpr_at_5pct_fpr": ("AI images caught at 5% false alarms", "pct"),
+    "likely_ai_rate_on_human": ("human images called likely AI", "pct"),
+    "ece": ("calibration error (ECE)", "num"),
+    "ece_as_shipped": ("calibration error (ECE), as shipped", "num"),
+    "ece_crossfitted": ("calibration error (ECE), cross-fitted", "num"),
+    "ece_crossfitted_by_source": ("calibration error (ECE), cross-fitted by source", "num"),
+}
+
+
+def _figure_lines(report: dict[str, Any]) -> list[str]:
+    """'  ROC AUC (1.0 = perfect ranking)   0.862' per figure, labelled for people."""
+    keys = [k for k in _VAL_FIGURES if k in report] + sorted(set(report) - set(_VAL_FIGURES))
+    rows = []
+    for key in keys:
+        label, kind = _VAL_FIGURES.get(key, (key.replace("_", " "), ""))
+        rows.append((label, _figure(report[key], kind)))
+    width = max(len(label) for label, _ in rows)
+    return [f"  {label:<{width}}  {value}" for label, value in rows]
+
+
+def _figure(value: Any, kind: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _fmt(value)
+    if kind == "pct":
+        return f"{value * 100:.1f}%"
+    if kind == "int":
+        return f"{int(value):,}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _model_info(path: Path) -> dict[str, Any]:
@@ -572,7 +651,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ]
     cut = info["cutoffs"]
     lines.append(
-        f"bands:        likely human below {cut['human']:.3f}, likely AI from {cut['ai']:.3f}"
+        f"bands:        likely human below {cut['human']:.1%}, likely AI from {cut['ai']:.1%}"
     )
     if info["parent_version"]:
         lines.append(
@@ -588,9 +667,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     report = info["val_report"]
     if report:
         lines.append("validation:")
-        keys = [k for k in _VAL_ORDER if k in report] + sorted(set(report) - set(_VAL_ORDER))
-        width = max(len(k) for k in keys)
-        lines.extend(f"  {k:<{width}}  {_fmt(report[k])}" for k in keys)
+        lines.extend(_figure_lines(report))
     elif "val_report_error" in info:
         lines.append(f"validation:   unreadable ({info['val_report_error']})")
     else:

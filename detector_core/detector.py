@@ -23,7 +23,7 @@ from .model_files import require_clip_model, sha256_of
 from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
 from .tiling import MIN_SIDE, Tile, check_min_size, cut_tiles, plan_tiles
-from .verdict import Band, BandCutoffs, ImageFacts, Verdict
+from .verdict import Band, BandCutoffs, DecidedBy, ImageFacts, Verdict
 from .weights import ClipSpec, LoadedWeights, default_weights_path, load_weights, torch_device
 
 if TYPE_CHECKING:
@@ -301,8 +301,10 @@ class Detector:
             variant_probs = variants.get(i, {})
             flipped = {n: p for n, p in variant_probs.items() if cutoffs.band(p) != band}
             reasons: tuple[str, ...] = ()
+            decided_by = DecidedBy.PIXELS
             if flipped:
                 band = Band.UNCERTAIN
+                decided_by = DecidedBy.INSTABILITY
                 reasons = (
                     "unstable: the band changes when the image is "
                     + ", ".join(f"{n} ({p:.0%})" for n, p in flipped.items())
@@ -311,7 +313,10 @@ class Detector:
             evidence: tuple[Evidence, ...] = ()
             if self.provenance:
                 evidence = read_evidence(decoded[i][1], image.image)
-                band, evidence_reasons = combine(probability, band, evidence)
+                combined, evidence_reasons = combine(probability, band, evidence, cutoffs)
+                if combined is not band:
+                    decided_by = DecidedBy.PROVENANCE
+                band = combined
                 reasons += evidence_reasons
             trace_calibrate = loaded.expert_calibration("trace").probability
             driver = loaded.driver(scores.logits)
@@ -337,6 +342,8 @@ class Detector:
                     reasons=reasons,
                     evidence=evidence,
                     expert_probabilities=tuple(loaded.expert_probabilities(scores.logits).items()),
+                    decided_by=decided_by,
+                    cutoffs=cutoffs,
                     heatmap=(self._heatmap(image, scores, driver) if heatmap else None),
                 )
             )

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .tiling import Tile
+
+if TYPE_CHECKING:
+    from .verdict import BandCutoffs
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,33 +64,116 @@ def build_heatmap(
     return Heatmap(probabilities, cell, expert)
 
 
-def _colour(p: float) -> tuple[int, int, int, int]:
-    # Green (human-looking) through yellow to red (AI-looking); translucent.
-    r = int(255 * min(1.0, 2 * p))
-    g = int(255 * min(1.0, 2 * (1 - p)))
-    return (r, g, 0, 110)
+# One figure size whatever the image: wide enough that the caption stays legible when a page
+# shows the figure at 640 px (the admin's preview), small enough to store per detection.
+FIGURE_WIDTH = 800
+PADDING = 12
+# Perceptually uniform and made for colour-vision deficiency; blue to yellow, so that no red
+# subject (a bridge, a flower) can pass for a hot patch.
+COLOURMAP = "cividis"
+MAP_OPACITY = 0.8  # over a greyscale copy of the image, for orientation
+UNSCORED = (200, 200, 200)
 
 
-def render_overlay(image: Image.Image, heatmap: Heatmap, caption: str) -> Image.Image:
-    """The image with coloured cells (unscored cells left clear) and a caption strip."""
-    base = image.convert("RGBA")
-    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    cell = heatmap.cell_size
-    for (r, c), p in np.ndenumerate(heatmap.probabilities):
-        if not np.isnan(p):
-            box = (
-                c * cell,
-                r * cell,
-                min(base.width, (c + 1) * cell) - 1,
-                min(base.height, (r + 1) * cell) - 1,
-            )
-            draw.rectangle(box, fill=_colour(float(p)))
-    out = Image.alpha_composite(base, layer)
-    strip_h = 22
-    canvas = Image.new("RGB", (out.width, out.height + strip_h), "white")
-    canvas.paste(out.convert("RGB"), (0, 0))
-    ImageDraw.Draw(canvas).text(
-        (4, out.height + 5), f"{caption} · red: AI-looking patches · advisory", fill="black"
+def _lut() -> np.ndarray:
+    """(256, 3) uint8 colours of COLOURMAP, from matplotlib (no pyplot, no display)."""
+    from matplotlib import colormaps
+
+    return (colormaps[COLOURMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans, which matplotlib ships (Pillow's own font has no "—" or "×")."""
+    from matplotlib import get_data_path
+
+    try:
+        return ImageFont.truetype(
+            str(Path(get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")), size
+        )
+    except (ImportError, OSError):  # Pillow without FreeType: its bitmap font
+        return ImageFont.load_default()
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _map_panel(heatmap: Heatmap, grey: Image.Image, source_size: tuple[int, int]) -> Image.Image:
+    """The cells in COLOURMAP over the greyscale image; unscored cells show the image only."""
+    probabilities = heatmap.probabilities
+    scored = ~np.isnan(probabilities)
+    index = np.clip(np.nan_to_num(probabilities) * 255, 0, 255).round().astype(np.uint8)
+    colours = Image.fromarray(_lut()[index])
+    mask = Image.fromarray(np.where(scored, int(255 * MAP_OPACITY), 0).astype(np.uint8))
+    rows, cols = probabilities.shape
+    # The grid covers whole cells, a little past the image's right and bottom edges: scale it
+    # as the image was scaled, then crop it to the panel.
+    sx, sy = grey.width / source_size[0], grey.height / source_size[1]
+    grid_size = (
+        max(1, round(cols * heatmap.cell_size * sx)),
+        max(1, round(rows * heatmap.cell_size * sy)),
     )
+    box = (0, 0, grey.width, grey.height)
+    colours = colours.resize(grid_size, Image.Resampling.NEAREST).crop(box)
+    mask = mask.resize(grid_size, Image.Resampling.NEAREST).crop(box)
+    return Image.composite(colours, grey, mask)
+
+
+def render_heatmap_figure(
+    image: Image.Image,
+    heatmap: Heatmap,
+    caption: str,
+    cutoffs: BandCutoffs | None = None,
+) -> Image.Image:
+    """The image and its patch map side by side, a colour scale with the band cut-offs
+    marked, and the caption (the verdict's headline) wrapped below; FIGURE_WIDTH wide."""
+    from .verdict import BandCutoffs
+
+    cutoffs = cutoffs or BandCutoffs()
+    label_font, caption_font = _font(16), _font(20)
+    panel = (FIGURE_WIDTH - 3 * PADDING) // 2
+    scale = min(panel / image.width, panel / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    original = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    grey = original.convert("L").convert("RGB")
+    patches = _map_panel(heatmap, grey, (image.width, image.height))
+
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    caption_lines = _wrap(probe, caption, caption_font, FIGURE_WIDTH - 2 * PADDING)
+    label_h, bar_h, tick_h, line_h = 24, 16, 22, 26
+    top = PADDING + label_h
+    bar_top = top + size[1] + PADDING
+    caption_top = bar_top + bar_h + tick_h + PADDING
+    height = caption_top + line_h * len(caption_lines) + PADDING
+    canvas = Image.new("RGB", (FIGURE_WIDTH, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    left, right = PADDING, 2 * PADDING + panel
+    canvas.paste(original, (left, top))
+    canvas.paste(patches, (right, top))
+    draw.text((left, PADDING), "the image", fill="black", font=label_font)
+    draw.text(
+        (right, PADDING), "where the model saw AI traces (advisory)", fill="black", font=label_font
+    )
+
+    # The scale under the map: 0% to 100%, with the band cut-offs marked.
+    gradient = np.repeat(_lut()[np.linspace(0, 255, panel).round().astype(int)][None], bar_h, 0)
+    canvas.paste(Image.fromarray(gradient), (right, bar_top))
+    draw.rectangle((right, bar_top, right + panel - 1, bar_top + bar_h - 1), outline="black")
+    for value in (0.0, cutoffs.human, cutoffs.ai, 1.0):
+        x = right + round(value * (panel - 1))
+        draw.line((x, bar_top + bar_h, x, bar_top + bar_h + 4), fill="black")
+        text = f"{value:.0%}"
+        width = draw.textlength(text, font=label_font)
+        x_text = min(max(right, x - width / 2), right + panel - width)
+        draw.text((x_text, bar_top + bar_h + 4), text, fill="black", font=label_font)
+    legend = "AI probability per patch; grey: not scored"
+    draw.text((left, bar_top), legend, fill="black", font=label_font)
+    for i, line in enumerate(caption_lines):
+        draw.text((left, caption_top + i * line_h), line, fill="black", font=caption_font)
     return canvas

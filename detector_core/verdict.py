@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from .headline import DecidedBy, headline, instability_cause, provenance_cause
+
+__all__ = ["Band", "BandCutoffs", "DecidedBy", "ImageFacts", "Verdict"]
+
 if TYPE_CHECKING:
     from .heatmap import Heatmap
     from .provenance import Evidence
@@ -22,6 +26,11 @@ class Band(StrEnum):
         return {"likely_human": "likely human", "uncertain": "uncertain", "likely_ai": "likely AI"}[
             self.value
         ]
+
+    @property
+    def title(self) -> str:
+        """'Likely AI': the band at the start of a sentence."""
+        return self.label[0].upper() + self.label[1:]
 
 
 def _logit(p: float) -> float:
@@ -86,14 +95,28 @@ class Verdict:
     # Each expert's own calibrated probability ("trace", "clip"), before fusion.
     expert_probabilities: tuple[tuple[str, float], ...] = ()
     heatmap: Heatmap | None = field(default=None, repr=False, compare=False)
+    # What set the band: the pixel score, strong provenance evidence, or the stability check.
+    decided_by: DecidedBy = DecidedBy.PIXELS
+    # The cut-offs the band was read against; the headline's numbers respect them.
+    cutoffs: BandCutoffs = field(default_factory=BandCutoffs, repr=False)
 
     def summary(self) -> str:
-        """The one line people read: 'AI-generated: 87% (likely AI)'.
-
-        Shown between 1 % and 99 %: a detector is never certain, and "100%" would read as proof.
+        """The one line people read, never contradicting the band: 'AI-generated: 87% (likely
+        AI)' when the pixels decided, else what did, e.g. 'Likely AI — the file's C2PA
+        manifest declares AI-generated content, made with Adobe Firefly (pixels alone: 34%)'.
         """
-        shown = min(99, max(1, round(self.ai_probability * 100)))
-        return f"AI-generated: {shown}% ({self.band.label})"
+        return headline(self.ai_probability, self.band, self.decided_by, self.cutoffs, self.cause)
+
+    @property
+    def cause(self) -> str:
+        """Why the band is not the pixel band, in a clause; '' when the pixels decided."""
+        if self.decided_by is DecidedBy.PROVENANCE:
+            return provenance_cause([e.to_dict() for e in self.evidence])
+        if self.decided_by is DecidedBy.INSTABILITY:
+            own = self.cutoffs.band(self.ai_probability)
+            flipped = [(n, p) for n, p in self.variant_probabilities if self.cutoffs.band(p) != own]
+            return instability_cause(self.ai_probability, flipped, self.cutoffs)
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the heatmap is included only when it was asked for."""
@@ -101,6 +124,8 @@ class Verdict:
             "ai_probability": round(self.ai_probability, 6),
             "band": self.band.value,
             "summary": self.summary(),
+            "decided_by": self.decided_by.value,
+            "cutoffs": {"human": self.cutoffs.human, "ai": self.cutoffs.ai},
             "model_version": self.model_version,
             "image": {
                 "width": self.image.width,

@@ -29,6 +29,28 @@ def default_intents() -> discord.Intents:
     return wanted
 
 
+def invite_permissions(*, hold: bool = False) -> discord.Permissions:
+    """What the bot needs in a server: see channels and their history (to reply), send,
+    react and attach (reports carry the images); deleting only for the `hold` action."""
+    return discord.Permissions(
+        view_channel=True,
+        read_message_history=True,
+        send_messages=True,
+        send_messages_in_threads=True,
+        add_reactions=True,
+        attach_files=True,
+        manage_messages=hold,
+    )
+
+
+def invite_url(application_id: int, *, hold: bool = False) -> str:
+    return discord.utils.oauth_url(
+        application_id,
+        permissions=invite_permissions(hold=hold),
+        scopes=("bot", "applications.commands"),
+    )
+
+
 class HumanmadeBot(commands.Bot):
     def __init__(
         self,
@@ -38,6 +60,11 @@ class HumanmadeBot(commands.Bot):
         store: ConfigStore,
         intents: discord.Intents | None = None,
     ) -> None:
+        # The bot never joins voice: discord.py's warnings about missing voice libraries
+        # (PyNaCl, davey) would only alarm whoever reads the log.
+        for flag in ("warn_nacl", "warn_dave"):
+            if hasattr(discord.VoiceClient, flag):
+                setattr(discord.VoiceClient, flag, False)
         super().__init__(
             command_prefix=commands.when_mentioned,  # no text commands; slash commands only
             intents=intents or default_intents(),
@@ -68,6 +95,8 @@ class HumanmadeBot(commands.Bot):
             self.user and self.user.id,
             len(self.guilds),
         )
+        if self.application_id:
+            log.info("invite it to a server: %s", invite_url(self.application_id))
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -2,8 +2,9 @@
 
 Reads the settings from the environment (see `discord_bot.settings`), sets up logging with
 the secrets redacted, builds the scorer (local model or remote scoring server) and runs.
-Exit codes: 0 after a clean stop, 1 when Discord refuses the token or start-up fails,
-2 when the configuration is missing or invalid.
+Exit codes: 0 after a clean stop, 1 when Discord refuses the token, cannot be reached, or
+start-up fails, 2 when the configuration is missing or invalid or the `discord` extra is
+not installed.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from discord_bot.settings import BotSettings, ConfigError
+from discord_bot.settings import VARIABLES, BotSettings, ConfigError
 
 log = logging.getLogger("discord_bot")
 
@@ -58,11 +60,24 @@ def setup_logging(level: str = "INFO", secrets: Sequence[str] = ()) -> logging.H
     return handler
 
 
+# What the bot needs beyond the core install, and the extra that brings it.
+REQUIRED_MODULES = ("discord", "aiohttp")
+INSTALL_HINT = "pip install 'humanmade[discord]'"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    width = max(len(name) for name, _, _ in VARIABLES)
+    settings_help = "\n".join(
+        f"  {name:<{width}}  {meaning} (default: {default})" for name, meaning, default in VARIABLES
+    )
     parser = argparse.ArgumentParser(
         prog="humanmade-bot",
-        description="A Discord bot that scores images for signs of AI generation (advisory). "
-        "Set DISCORD_TOKEN (or DISCORD_TOKEN_FILE); see discord_bot/settings.py for the rest.",
+        description="A Discord bot that scores images for signs of AI generation (advisory).\n"
+        "Configured by environment variables; DISCORD_TOKEN (or DISCORD_TOKEN_FILE) is required.\n"
+        "Setup, intents and the invite link: discord_bot/README.md.",
+        epilog=f"environment variables:\n{settings_help}\n\nLocal scoring also honours the "
+        "engine's own variables (HUMANMADE_WEIGHTS, ...).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -77,6 +92,14 @@ def main(
     runner: Callable[[BotSettings], int] | None = None,
 ) -> int:
     args = parse_args(argv)
+    missing = [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+    if missing and runner is None:
+        print(
+            f"humanmade-bot: the bot needs the 'discord' extra ({', '.join(missing)} not "
+            f"installed): {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         settings = BotSettings.from_env(environ)
     except ConfigError as exc:
@@ -94,6 +117,7 @@ def main(
 
 def run(settings: BotSettings) -> int:
     """Build everything and run until stopped."""
+    import aiohttp
     import discord
 
     from discord_bot.bot import HumanmadeBot
@@ -128,7 +152,24 @@ def run(settings: BotSettings) -> int:
             "portal (Bot > Privileged Gateway Intents); the bot cannot see images without it."
         )
         return EXIT_FAILED
+    except (
+        aiohttp.ClientError,
+        OSError,
+        TimeoutError,
+        discord.GatewayNotFound,
+        discord.ConnectionClosed,
+    ) as exc:
+        log.error("could not reach Discord: %s", _one_line(exc))
+        return EXIT_FAILED
+    except discord.HTTPException as exc:
+        log.error("Discord answered with an error: %s", _one_line(exc))
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def build_scorer(settings: BotSettings):

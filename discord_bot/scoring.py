@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from detector_core.errors import FileTooLargeError, HumanmadeError, ImageError
+from detector_core.headline import DecidedBy, percent_in_band, reasons_beyond_evidence
 from detector_core.verdict import Band, BandCutoffs
 
 if TYPE_CHECKING:
@@ -61,11 +62,16 @@ class ScoreResult:
     evidence: tuple[str, ...] = ()
     # The server's review flag in remote mode ("needs_review"); informational.
     needs_review: bool = False
+    # The engine's headline (`Verdict.summary()`), which says what decided the band.
+    headline: str = ""
+    decided_by: DecidedBy = DecidedBy.PIXELS
 
     def summary(self) -> str:
-        """'AI-generated: 87% (likely AI)', worded exactly like `Verdict.summary()`."""
-        shown = min(99, max(1, round(self.ai_probability * 100)))
-        return f"AI-generated: {shown}% ({self.band.label})"
+        """The engine's headline; 'AI-generated: 87% (likely AI)' where none was given."""
+        if self.headline:
+            return self.headline
+        percent = percent_in_band(self.ai_probability, BandCutoffs())
+        return f"AI-generated: {percent}% ({self.band.label})"
 
     @classmethod
     def from_verdict(cls, verdict: Verdict) -> ScoreResult:
@@ -73,7 +79,11 @@ class ScoreResult:
             ai_probability=verdict.ai_probability,
             band=verdict.band,
             model_version=verdict.model_version,
-            reasons=tuple(verdict.reasons),
+            headline=verdict.summary(),
+            decided_by=verdict.decided_by,
+            reasons=tuple(
+                reasons_beyond_evidence(verdict.reasons, [e.to_dict() for e in verdict.evidence])
+            ),
             evidence=tuple(
                 f"[{e.strength.label}] {e.summary} ({e.where})" for e in verdict.evidence
             ),
@@ -81,19 +91,28 @@ class ScoreResult:
 
     @classmethod
     def from_api(cls, body: Mapping[str, Any]) -> ScoreResult:
-        """Build from a finished detection of the REST API; raises if it is malformed."""
+        """Build from a finished detection of the REST API; raises if it is malformed.
+
+        cms_plugin's detection has `probability`, `band`, `decided_by`, `summary` and the
+        engine's verdict as `evidence` (whose own `evidence` lists the provenance items).
+        """
         result = body.get("result") if isinstance(body.get("result"), Mapping) else body
+        engine = result.get("evidence") if isinstance(result.get("evidence"), Mapping) else {}
         try:
-            probability = float(result["ai_probability"])
+            raw = result.get("probability", result.get("ai_probability"))
+            probability = float(raw)
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(probability)
             band = Band(result.get("band") or BandCutoffs().band(probability))
+            decided_by = DecidedBy(result.get("decided_by") or engine.get("decided_by") or "pixels")
         except (KeyError, TypeError, ValueError):
             raise ScoringUnavailableError(
                 "The scoring server sent an answer the bot does not understand."
             ) from None
-        reasons = result.get("reasons") or ()
-        evidence = result.get("evidence") or ()
+        reasons = result.get("reasons") or engine.get("reasons") or ()
+        evidence = engine.get("evidence") if engine else result.get("evidence")
+        evidence = evidence if isinstance(evidence, list) else ()
+        headline = result.get("summary") if isinstance(result.get("summary"), str) else ""
         lines = [
             f"[{e.get('strength', 'evidence')}] {e['summary']} ({e.get('where', '?')})"
             for e in evidence
@@ -103,9 +122,13 @@ class ScoreResult:
             ai_probability=probability,
             band=band,
             model_version=str(result.get("model_version") or "unknown"),
-            reasons=tuple(str(r) for r in reasons if r),
+            reasons=tuple(
+                reasons_beyond_evidence(reasons, [e for e in evidence if isinstance(e, Mapping)])
+            ),
             evidence=tuple(lines),
             needs_review=body.get("status") == "needs_review",
+            headline=headline,
+            decided_by=decided_by,
         )
 
 

@@ -21,9 +21,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BotSettings", "ConfigError", "Rate", "read_secret"]
+__all__ = ["VARIABLES", "BotSettings", "ConfigError", "Rate", "read_secret"]
 
 DEFAULT_DB = "humanmade-bot.sqlite3"
+
+# (name, meaning, default) of every variable read here; `humanmade-bot --help` lists them.
+VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("DISCORD_TOKEN", "the bot token (or DISCORD_TOKEN_FILE: a file holding it)", "required"),
+    ("HUMANMADE_BOT_DB", "SQLite file with per-server settings", DEFAULT_DB),
+    ("HUMANMADE_API_URL", "remote mode: the Django app's base URL", "unset, score locally"),
+    ("HUMANMADE_API_TOKEN", "remote mode: its API token (or HUMANMADE_API_TOKEN_FILE)", "unset"),
+    ("HUMANMADE_BOT_WORKERS", "images scored at once", "1"),
+    ("HUMANMADE_BOT_MAX_MB", "largest image fetched or scored, in MB", "20"),
+    ("HUMANMADE_BOT_SYNC_COMMANDS", "publish slash commands on start (0 to skip)", "1"),
+)
 
 
 class ConfigError(Exception):

@@ -225,7 +225,10 @@ def test_info_prints_val_report(capsys, tmp_path):
     code, out, err = run(capsys, "info", "--weights", str(path))
     assert code == 0, err
     assert "unverified" in out  # no model card beside it
-    assert re.search(r"auc\s+0\.9312", out) and re.search(r"tpr_at_1pct_fpr\s+0\.4200", out)
+    assert re.search(r"ROC AUC \(1\.0 = perfect ranking\)\s+0\.931\n", out)
+    assert re.search(r"AI images caught at 1% false alarms\s+42\.0%\n", out)
+    assert re.search(r"calibration error \(ECE\)\s+0\.031\n", out)
+    assert "tpr_at_1pct_fpr" not in out and "auc " not in out
     assert "temperature 1.5000, bias -0.2500" in out
 
 
@@ -290,3 +293,82 @@ def test_module_entry_point_subprocess(tiny_weights, images):
     assert "notes.jpg: error: The file is not an image" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "\r" not in proc.stdout  # no progress bar on stdout
+
+
+def test_info_labels_unknown_figures_in_words(capsys, tmp_path):
+    from detector_core.cli import _figure_lines
+
+    lines = _figure_lines({"ece_crossfitted_by_source": 0.2493, "new_rate_x": 0.5, "n_images": 833})
+    assert lines[0].split() == ["validation", "images", "833"]
+    assert "calibration error (ECE), cross-fitted by source" in lines[1]
+    assert lines[1].endswith("0.249") and "new rate x" in lines[2]
+
+
+def test_cuda_without_a_gpu_is_one_line_and_exit_2(capsys, tiny_weights, images, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run(
+        capsys, "score", str(images / "b.png"), "--device", "cuda", "--weights", str(tiny_weights)
+    )
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--device cuda: no CUDA GPU is usable" in err
+
+
+def test_device_failure_while_loading_is_one_line(capsys, tiny_weights, images, monkeypatch):
+    from detector_core import detector as detector_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Found no NVIDIA driver on your system.\nPlease check ...")
+
+    monkeypatch.setattr(detector_module, "load_weights", broken)
+    code, out, err = run(capsys, "score", str(images / "b.png"), "--weights", str(tiny_weights))
+    assert code == 2 and err.count("\n") == 1 and "Found no NVIDIA driver" in err
+
+
+def test_heatmap_for_one_image_is_the_file_named(capsys, tiny_weights, images, tmp_path):
+    from PIL import Image
+
+    target = tmp_path / "out.jpg"
+    code, out, err = run(
+        capsys,
+        "score",
+        str(images / "b.png"),
+        "--heatmap",
+        str(target),
+        "--weights",
+        str(tiny_weights),
+    )
+    assert code == 0, err
+    assert target.is_file() and not target.is_dir()
+    with Image.open(target) as written:
+        assert written.format == "JPEG"
+    assert f"  heatmap: {target}" in out.splitlines()
+
+    code, out, err = run(
+        capsys,
+        "score",
+        str(images / "b.png"),
+        "--json",
+        "--heatmap",
+        str(tmp_path / "h.webp"),
+        "--weights",
+        str(tiny_weights),
+    )
+    assert code == 0 and json.loads(out)["heatmap_file"] == str(tmp_path / "h.webp")
+
+
+def test_heatmap_file_name_for_several_images_is_a_usage_error(
+    capsys, tiny_weights, images, tmp_path
+):
+    code, out, err = run(
+        capsys,
+        "score",
+        str(images),
+        "--heatmap",
+        str(tmp_path / "out.png"),
+        "--weights",
+        str(tiny_weights),
+    )
+    assert code == 2 and out == "" and "give a folder instead" in err
+    assert not (tmp_path / "out.png").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -590,3 +591,18 @@ def test_api_size_check_without_the_demos_upload_handler(cms, tiny_weights):
     )
     assert response.status_code == 413
     assert response.json()["error"] == "file_too_large"
+
+
+@pytest.mark.parametrize("page", ["/api/schema/swagger-ui/", "/api/schema/redoc/"])
+def test_browsable_schema_is_served_with_local_assets(cms, page):
+    from django.contrib.staticfiles import finders
+
+    response = Client().get(page)
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    assert "/api/schema/" in html
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    assert assets and all(a.startswith("/static/drf_spectacular_sidecar/") for a in assets)
+    assert "cdn" not in html.lower() and "https://" not in html.split("<body")[0]
+    for asset in assets:  # each one is in the installed package, not on the network
+        assert finders.find(asset.removeprefix("/static/")), asset

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from html import unescape
 
 import pytest
 
@@ -28,6 +29,7 @@ from django.core.management.base import CommandError  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from demo_site.engine import get_detector  # noqa: E402
+from detector_core.headline import percent_in_band  # noqa: E402
 
 ADVISORY = "evidence for a human reviewer, never a verdict on its own"
 BAND_LABELS = ("likely human", "uncertain", "likely AI")
@@ -64,7 +66,12 @@ def test_uploaded_png_is_scored(client, demo_settings):
     assert "test-0" in html  # model version of the tiny weights
     assert ADVISORY in html
     verdict = response.context["verdict"]
-    assert response.context["percent"] == f"{verdict.ai_probability * 100:.1f}"
+    assert response.context["percent"] == percent_in_band(
+        verdict.ai_probability, verdict.cutoffs, 1
+    )
+    assert "p.png" in html  # the file name, beside its thumbnail
+    assert html.count('src="data:image/jpeg;base64,') == 2  # the thumbnail and the heatmap
+    assert html.index('class="hm-verdict"') < html.index('id="score-form"')  # result first
 
 
 def test_text_named_jpg_is_refused_with_400(client, demo_settings):
@@ -186,6 +193,25 @@ def test_demo_command_without_admin_env_explains(demo_settings, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_demo_command_second_run_without_env_names_the_existing_admin(demo_settings, monkeypatch):
+    get_user_model().objects.create_superuser("first-admin", "", "a-long-password-123")
+    monkeypatch.delenv("HUMANMADE_DEMO_ADMIN_USER", raising=False)
+    monkeypatch.delenv("HUMANMADE_DEMO_ADMIN_PASSWORD", raising=False)
+    out = io.StringIO()
+    call_command("demo", "--no-serve", stdout=out)
+    text = out.getvalue()
+    assert "Admin account(s) already here: 'first-admin'" in text
+    assert "No demo admin created" not in text
+
+
+def test_empty_submit_is_not_called_an_unscorable_image(client, demo_settings):
+    html = client.post("/", {}).content.decode()
+    assert "Nothing was scored." in html and "This image could not be scored" not in html
+    bad = client.post("/", {"file": SimpleUploadedFile("x.png", b"text", "image/png")})
+    assert "This image could not be scored." in bad.content.decode()
+
+
+@pytest.mark.django_db
 def test_demo_command_fails_clearly_without_weights(demo_settings, tmp_path):
     demo_settings.HUMANMADE = {"WEIGHTS": str(tmp_path / "absent.safetensors")}
     with pytest.raises(CommandError, match="Cannot load the model weights"):
@@ -206,3 +232,6 @@ def test_page_shows_provenance_evidence(client, demo_settings):
     body = response.content.decode()
     assert "What the file says about its origin" in body
     assert "parameters" in body and "likely AI" in body
+    # The evidence is listed once, not again among the reasons.
+    summary = response.context["verdict"].evidence[0].summary
+    assert unescape(body).count(summary) == 1

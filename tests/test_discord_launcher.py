@@ -155,3 +155,78 @@ def test_runner_output_is_redacted(capsys, monkeypatch):
 def test_redact_filter_keeps_ordinary_records():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("world",), None)
     assert RedactSecrets([TOKEN]).filter(record) and record.getMessage() == "hello world"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_discord_unreachable_is_one_line_and_exit_1(capsys, monkeypatch, tmp_path):
+    """The real run() against a Discord API address where nothing listens."""
+
+    class FakeScorer:
+        max_bytes = 1
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(launcher, "build_scorer", lambda settings: FakeScorer())
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{_closed_port()}/api/v10")
+    for flag in ("warn_nacl", "warn_dave"):  # as a fresh process has them
+        if hasattr(discord.VoiceClient, flag):
+            monkeypatch.setattr(discord.VoiceClient, flag, True)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    env = {
+        "DISCORD_TOKEN": TOKEN,
+        "HUMANMADE_BOT_DB": str(tmp_path / "bot.sqlite3"),
+        "HUMANMADE_BOT_SYNC_COMMANDS": "0",
+    }
+    code = main(["--log-level", "WARNING"], environ=env)
+    out, err = capsys.readouterr()
+    assert code == EXIT_FAILED and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "could not reach Discord: Cannot connect to host 127.0.0.1" in lines[0]
+    assert "voice" not in err.lower()
+
+
+def test_without_the_discord_extra_it_says_which_to_install(capsys, monkeypatch):
+    real = launcher.importlib.util.find_spec
+    monkeypatch.setattr(
+        launcher.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "discord" else real(name, *a),
+    )
+    code = main([], environ={"DISCORD_TOKEN": TOKEN})
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "pip install 'humanmade[discord]'" in err and "discord not installed" in err
+
+
+def test_help_lists_every_setting_without_pointing_at_source(capsys):
+    from discord_bot.settings import VARIABLES
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"], environ={})
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert all(name in out for name, _, _ in VARIABLES)
+    assert "settings.py" not in out and "README.md" in out
+
+
+def test_readme_invite_permissions_match_what_the_bot_needs():
+    import re
+
+    from discord_bot.bot import invite_permissions, invite_url
+
+    readme = (Path(__file__).resolve().parent.parent / "discord_bot" / "README.md").read_text()
+    quoted = {int(n) for n in re.findall(r"permissions=(\d+)", readme)}
+    assert quoted == {invite_permissions().value, invite_permissions(hold=True).value}
+    assert invite_permissions(hold=True).manage_messages
+    assert not invite_permissions().manage_messages
+    assert "scope=bot+applications.commands" in invite_url(42)
+    assert "Message Content Intent" in readme and "scans every channel it can read" in readme

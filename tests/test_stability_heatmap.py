@@ -10,7 +10,7 @@ from conftest import encode, make_image
 from PIL import Image
 
 from detector_core.detector import Detector
-from detector_core.heatmap import render_overlay
+from detector_core.heatmap import FIGURE_WIDTH, Heatmap, render_heatmap_figure
 from detector_core.stability import stability_variants
 from detector_core.verdict import Band, BandCutoffs
 
@@ -67,8 +67,8 @@ def test_heatmap_covers_scored_tiles_and_renders(tiny_weights):
     capped = Detector(tiny_weights, max_tiles=2).score(data, heatmap=True).heatmap
     assert np.isnan(capped.probabilities).any()  # unscored regions stay empty
 
-    overlay = render_overlay(Image.open(io.BytesIO(data)), hm, full.summary())
-    assert overlay.size == (300, 222)
+    figure = render_heatmap_figure(Image.open(io.BytesIO(data)), hm, full.summary())
+    assert figure.width == FIGURE_WIDTH
     assert Detector(tiny_weights).score(data).heatmap is None
 
 
@@ -79,8 +79,8 @@ def test_cli_writes_a_heatmap_overlay(tiny_weights, tmp_path, capsys):
     src.write_bytes(encode(make_image(150, 100, seed=8)))
     out = tmp_path / "overlay.png"
     assert main(["score", str(src), "--weights", str(tiny_weights), "--heatmap", str(out)]) == 0
-    with Image.open(out) as overlay:
-        assert overlay.size == (150, 122)
+    with Image.open(out) as figure:
+        assert figure.width == FIGURE_WIDTH
     assert "AI-generated:" in capsys.readouterr().out
     folder = tmp_path / "many"
     code = main(
@@ -96,3 +96,53 @@ def test_cli_writes_a_heatmap_overlay(tiny_weights, tmp_path, capsys):
         ]
     )
     assert code == 0 and (folder / "photo.png.heatmap.png").is_file()
+
+
+def _known_map() -> Heatmap:
+    """Left half scored 0, right half 1, bottom row unscored; 4 px cells over 64x48."""
+    grid = np.zeros((12, 16))
+    grid[:, 8:] = 1.0
+    grid[-1, :] = np.nan
+    grid.setflags(write=False)
+    return Heatmap(grid, 4)
+
+
+def test_heatmap_figure_shows_image_and_map_side_by_side_in_a_safe_colour_map():
+    from matplotlib import colormaps
+
+    red = Image.new("RGB", (64, 48), (220, 20, 30))  # a red subject must not look "hot"
+    figure = np.asarray(render_heatmap_figure(red, _known_map(), "AI-generated: 50% (uncertain)"))
+    assert figure.shape[1] == FIGURE_WIDTH
+    panel = (FIGURE_WIDTH - 36) // 2
+    scale = panel / 64
+    top, right = 12 + 24, 24 + panel
+    # The original, as it is, on the left.
+    assert tuple(figure[top + 10, 12 + 10]) == pytest.approx((220, 20, 30), abs=3)
+    # The map on the right: cividis ends blended over the image's grey; no red anywhere.
+    grey = float(np.asarray(red.convert("L"))[0, 0])
+    low, high = (np.array(colormaps["cividis"](v)[:3]) * 255 for v in (0.0, 1.0))
+    y = top + round(10 * scale)
+    for x, colour in ((right + round(10 * scale), low), (right + round(50 * scale), high)):
+        expected = 0.8 * colour + 0.2 * grey
+        assert np.abs(figure[y, x].astype(float) - expected).max() <= 3, (x, figure[y, x])
+    map_pixels = figure[top : top + round(44 * scale), right : right + panel].astype(int)
+    assert not ((map_pixels[..., 0] > 150) & (map_pixels[..., 1] < 80)).any()
+    # Unscored cells show the greyscale image only.
+    unscored = figure[top + round(46 * scale), right + round(20 * scale)].astype(float)
+    assert np.abs(unscored - grey).max() <= 3
+
+
+def test_heatmap_colour_scale_is_perceptually_ordered_and_labelled():
+    from detector_core.heatmap import _lut
+
+    lut = _lut().astype(float)
+    lightness = 0.2126 * lut[:, 0] + 0.7152 * lut[:, 1] + 0.0722 * lut[:, 2]
+    assert (np.diff(lightness) >= 0).all() and lightness[-1] - lightness[0] > 150  # in grey too
+    small = Image.new("RGB", (256, 256), "white")
+    caption = "Likely AI — the file's C2PA manifest declares AI-generated content, made with " * 2
+    figure = render_heatmap_figure(small, _known_map(), caption)
+    pixels = np.asarray(figure.convert("L"))
+    # The caption wraps instead of being clipped: ink reaches the last lines, not the edge.
+    caption_rows = pixels[-70:]
+    assert (caption_rows < 128).any()
+    assert (pixels[:, -6:] > 250).all()  # nothing drawn past the right margin

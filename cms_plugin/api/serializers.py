@@ -28,6 +28,7 @@ class DetectionSerializer(serializers.ModelSerializer):
             "error",
             "probability",
             "band",
+            "decided_by",
             "summary",
             "model_version",
             "sha256",

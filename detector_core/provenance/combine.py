@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING
 from .evidence import Evidence, Strength
 
 if TYPE_CHECKING:  # imported at call time, so that verdict.py may import this package
-    from detector_core.verdict import Band
+    from detector_core.verdict import Band, BandCutoffs
 
 __all__ = ["combine"]
 
 
 def combine(
-    pixel_probability: float, pixel_band: Band, evidence: Sequence[Evidence]
+    pixel_probability: float,
+    pixel_band: Band,
+    evidence: Sequence[Evidence],
+    cutoffs: BandCutoffs | None = None,
 ) -> tuple[Band, tuple[str, ...]]:
     """The verdict band once provenance is taken into account, and the reasons for it.
 
@@ -34,8 +37,11 @@ def combine(
        proves nothing.
 
     Returns `(band, reasons)`; `reasons` is empty when the band is the pixel band unchanged.
+    `cutoffs` (default 0.20/0.80) keep the pixel percentage quoted in a reason on the same
+    side of a cut-off as the probability.
     """
-    from detector_core.verdict import Band
+    from detector_core.headline import percent_in_band
+    from detector_core.verdict import Band, BandCutoffs
 
     probability = float(pixel_probability)
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
@@ -47,7 +53,8 @@ def combine(
     reasons = [f"{e.summary} ({e.where})" for e in strong]
     if pixel_band is not Band.LIKELY_AI:
         reasons.append(
-            f"The pixels alone scored {round(probability * 100)}% ({pixel_band.label}); "
-            "the provenance evidence above outweighs that."
+            f"The pixels alone scored {percent_in_band(probability, cutoffs or BandCutoffs())}% "
+            f"({pixel_band.label}); "
+            "the provenance evidence in the file outweighs that."
         )
     return Band.LIKELY_AI, tuple(reasons)

@@ -68,6 +68,19 @@ class Command(BaseCommand):
                     f"Only one of {ADMIN_USER_ENV} and {ADMIN_PASSWORD_ENV} is set; "
                     "both are needed to create the demo admin."
                 )
+            user_model = get_user_model()
+            admins = list(
+                user_model._default_manager.filter(is_superuser=True, is_active=True)
+                .order_by(user_model.USERNAME_FIELD)
+                .values_list(user_model.USERNAME_FIELD, flat=True)[:5]
+            )
+            if admins:
+                self.stdout.write(
+                    "Admin account(s) already here: "
+                    + ", ".join(f"'{name}'" for name in admins)
+                    + "; log in at /admin/ with one of them."
+                )
+                return
             self.stdout.write(
                 "No demo admin created. To use /admin/, create one with\n"
                 "    python manage.py createsuperuser\n"

@@ -1,0 +1,178 @@
+"""The checking desk: batches of files, ZIPs and URLs, its permissions, reports and exports.
+Scoring runs in-process on the tiny weights, so a batch is scored when its request commits."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+from cms_support import humanmade_conf, make_user, png
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from cms_plugin import services
+from cms_plugin.models import Batch, Detection
+
+DESK = "/desk/"
+
+
+@pytest.fixture
+def desk(settings, tiny_weights, tmp_path):
+    settings.HUMANMADE = humanmade_conf(tiny_weights)
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    services.forget_detector()
+    yield settings
+    services.forget_detector()
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _zip(members: dict[str, bytes]) -> SimpleUploadedFile:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("pack.zip", buf.getvalue(), "application/zip")
+
+
+def _upload(name: str, data: bytes) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, "image/png")
+
+
+def _send(client: Client, files=(), urls: str = ""):
+    return client.post(DESK, {"files": list(files), "urls": urls})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_desk_needs_the_review_queues_permission(desk):
+    assert Client().get(DESK).status_code == 302  # to the login page
+    assert _client(make_user("nobody", staff=True)).get(DESK).status_code == 403
+    assert _client(make_user("viewer", "view_detection")).get(DESK).status_code == 200
+    assert _client(make_user("reviewer", "review_detection")).get(DESK).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_files_a_zip_and_urls_become_one_batch(desk):
+    editor = make_user("editor", "view_detection")
+    pack = _zip(
+        {"one.png": png(11), "sub/two.png": png(12), "notes.txt": b"hello", "__MACOSX/x": b""}
+    )
+    response = _send(
+        _client(editor),
+        [_upload("a.png", png(1)), _upload("b.png", png(2)), pack],
+        "http://127.0.0.1:9/a.png\n\nftp://example.org/x.png\n",
+    )
+    assert response.status_code == 302
+    batch = Batch.objects.get()
+    assert response["Location"] == reverse("cms_plugin_desk:batch", args=[batch.pk])
+    names = sorted(batch.names.values())
+    assert names == ["a.png", "b.png", "pack.zip/one.png", "pack.zip/sub/two.png"]
+    refused = {item["name"]: item["reason"] for item in batch.refused}
+    assert set(refused) == {
+        "pack.zip/notes.txt",
+        "ftp://example.org/x.png",
+        "http://127.0.0.1:9/a.png",
+    }
+    assert "not an image" in refused["pack.zip/notes.txt"]
+    assert "only http and https" in refused["ftp://example.org/x.png"]
+    assert "loopback" in refused["http://127.0.0.1:9/a.png"]  # the fetch policy, at once
+    statuses = {d.status for d in batch.detections.all()}
+    assert statuses <= {"scored", "needs_review"}
+    assert all(d.submitted_by == editor for d in batch.detections.all())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_page_report_and_exports(desk):
+    editor = make_user("editor", "view_detection")
+    client = _client(editor)
+    _send(client, [_upload("a.png", png(1, 160, 120)), _upload("b.png", png(2))])
+    batch = Batch.objects.get()
+    page = client.get(reverse("cms_plugin_desk:batch", args=[batch.pk])).content.decode()
+    assert "2 of 2 checked" in page
+    detections = list(batch.detections.order_by("pk"))
+    for detection in detections:
+        assert detection.summary in page
+
+    report_url = reverse("cms_plugin_desk:report", args=[detections[0].pk])
+    colleague = _client(make_user("colleague", "review_detection"))
+    report = colleague.get(report_url)
+    assert report.status_code == 200
+    html = report.content.decode()
+    assert detections[0].summary in html and "a.png" in html
+    assert reverse("cms_plugin_desk:heatmap", args=[detections[0].pk]) in html
+    heatmap = colleague.get(reverse("cms_plugin_desk:heatmap", args=[detections[0].pk]))
+    assert heatmap["Content-Type"] == "image/png" and heatmap.content[:4] == b"\x89PNG"
+    thumb = colleague.get(reverse("cms_plugin_desk:thumbnail", args=[detections[0].pk]))
+    assert thumb["Content-Type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+    assert _client(make_user("outsider", staff=True)).get(report_url).status_code == 403
+
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                client.get(reverse("cms_plugin_desk:export-csv", args=[batch.pk])).content.decode()
+            )
+        )
+    )
+    assert [r["name"] for r in rows] == ["a.png", "b.png"]
+    assert [r["headline"] for r in rows] == [d.summary for d in detections]
+    assert rows[0]["report_url"].endswith(report_url)
+    exported = client.get(reverse("cms_plugin_desk:export-json", args=[batch.pk]))
+    assert exported["Content-Disposition"].endswith(f'humanmade-batch-{batch.pk}.json"')
+    body = json.loads(exported.content)
+    assert [d["id"] for d in body["detections"]] == [d.pk for d in detections]
+    assert body["detections"][0]["band"] == detections[0].band
+    assert body["detections"][0]["decided_by"] in ("pixels", "instability")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_history_is_the_users_own(desk):
+    alice, bob = make_user("alice", "view_detection"), make_user("bob", "view_detection")
+    _send(_client(alice), [_upload("a.png", png(1))])
+    _send(_client(bob), [_upload("b.png", png(2))])
+    page = _client(alice).get(DESK)
+    assert [b.created_by for b in page.context["history"]] == [alice]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_limits_refuse_with_reasons_instead_of_dropping(desk, settings, tiny_weights):
+    settings.HUMANMADE = humanmade_conf(tiny_weights, DESK_MAX_FILES=2, MAX_UPLOAD_BYTES=60_000)
+    client = _client(make_user("editor", "view_detection"))
+    big = png(9, 400, 300)
+    assert len(big) > 60_000
+    files = [_upload(n, png(i)) for i, n in enumerate(("a.png", "b.png", "c.png"))]
+    _send(client, [*files, _upload("big.png", big)])
+    batch = Batch.objects.get()
+    assert batch.detections.count() == 2
+    refused = {item["name"]: item["reason"] for item in batch.refused}
+    assert refused["c.png"] == "Over the limit of 2 per batch."
+    assert "larger than the upload limit" in refused["an uploaded file"]
+
+
+def test_zip_members_over_the_limit_are_refused_without_inflating(tmp_path):
+    from cms_plugin.desk.submissions import Refused, expand_files
+
+    pack = _zip({"big.png": b"\0" * 100_000, "small.png": b"\1" * 10})
+    found = dict(expand_files([pack], max_bytes=1_000))
+    assert isinstance(found["pack.zip/big.png"], Refused)
+    assert "limit is 1,000" in str(found["pack.zip/big.png"])
+    assert found["pack.zip/small.png"] == b"\1" * 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_empty_and_broken_submissions_are_clear(desk):
+    client = _client(make_user("editor", "view_detection"))
+    empty = _send(client)
+    assert empty.status_code == 400 and "Choose image files" in empty.content.decode()
+    _send(client, [SimpleUploadedFile("x.zip", b"PK\x03\x04 but not really", "application/zip")])
+    batch = Batch.objects.get()
+    assert batch.detections.count() == 0
+    assert "ZIP archive cannot be read" in batch.refused[0]["reason"]
+    assert Detection.objects.count() == 0
