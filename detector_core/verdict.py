@@ -141,7 +141,7 @@ class Verdict:
             "variant_probabilities": {k: round(v, 6) for k, v in self.variant_probabilities},
             "reasons": list(self.reasons),
             "evidence": [e.to_dict() for e in self.evidence],
-            "experts": {k: round(v, 6) for k, v in self.expert_probabilities},
+            "expert_probabilities": {k: round(v, 6) for k, v in self.expert_probabilities},
         }
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap.to_dict()

@@ -82,7 +82,7 @@ def test_verdict_reports_each_expert_and_the_fused_probability(fused_weights) ->
     assert experts == pytest.approx(loaded.expert_probabilities(raw))
     assert encoders[0].calls[0] == 2  # the release's crop cap
     assert verdict.heatmap is not None and verdict.heatmap.expert == loaded.driver(raw)
-    assert verdict.to_dict()["experts"].keys() == {"clip", "trace"}
+    assert verdict.to_dict()["expert_probabilities"].keys() == {"clip", "trace"}
 
 
 def test_stability_copies_only_near_a_cut_off(fused_weights) -> None:

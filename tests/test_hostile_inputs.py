@@ -74,11 +74,12 @@ def test_one_image_failing_inside_scoring_does_not_cost_the_batch(tiny_weights, 
 
     monkeypatch.setattr(detector_module, "stability_variants", breaks_on_wide)
     sources = [encode(make_image(96, 64, seed=82)), encode(make_image(200, 64, seed=83))]
-    first, second = Detector(tiny_weights).score_many(sources, return_errors=True)
+    every = {"stability_margin": None}  # the copies are made for every image, as before
+    first, second = Detector(tiny_weights, **every).score_many(sources, return_errors=True)
     assert isinstance(first, Verdict)
     assert isinstance(second, ImageError) and "internal error: OSError" in str(second)
     with pytest.raises(OSError, match="encoder broke"):
-        Detector(tiny_weights).score_many(sources)  # without return_errors: raised as before
+        Detector(tiny_weights, **every).score_many(sources)  # without return_errors: raised
 
 
 def test_cli_folder_run_scores_a_very_tall_image(capsys, tiny_weights, tmp_path):

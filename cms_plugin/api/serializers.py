@@ -66,7 +66,8 @@ class DetectionSerializer(serializers.ModelSerializer):
         return data
 
     def get_experts(self, obj: Detection) -> dict[str, float]:
-        experts = (obj.evidence or {}).get("experts") if isinstance(obj.evidence, dict) else None
+        evidence = obj.evidence if isinstance(obj.evidence, dict) else {}
+        experts = evidence.get("expert_probabilities")
         return dict(experts) if isinstance(experts, dict) else {}
 
     def get_heatmap_available(self, obj: Detection) -> bool:

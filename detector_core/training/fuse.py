@@ -41,7 +41,7 @@ from ..verdict import BandCutoffs
 from ..weights import ClipSpec, default_weights_path, load_weights, output_problem, save_weights
 from .clip_features import FeatureCache, ImageRef, extract, features_dir, file_sha256
 from .data import ManifestRow, balanced_weights, default_dataset_dir, read_manifest
-from .evaluate import CONTENT_GROUPS, build_report, write_plots
+from .evaluate import CONTENT_GROUPS, build_report, headline, write_plots
 from .loso import family_of
 from .metrics import roc_auc, tpr_at_fpr
 from .sources import cap_per_source, usable
@@ -435,6 +435,15 @@ def main(argv: list[str] | None = None) -> int:
         ]
         report["loso_clip_head"] = loso_report(train, train_feats, l2, humans)
 
+    # The shared val split as shipped (final fusion and cut-off, fitted with these images
+    # among others): what `humanmade evaluate` and the quality gate recompute.
+    val_idx = [j for j, i in enumerate(fusion_set) if i.domain == "dataset"]
+    val_logits = np.array(
+        [fusion.logit({n: float(v[j]) for n, v in logits.items()}) for j in val_idx]
+    )
+    val_rows = [rows[j] for j in val_idx]
+    report["dataset_val_as_shipped"] = build_report(val_rows, val_logits, Calibration(), cutoffs)
+
     trace = load_weights(trace_path)
     sha = save_weights(
         args.out,
@@ -444,9 +453,10 @@ def main(argv: list[str] | None = None) -> int:
         trace.tile_size,
         extra={
             "trace_source": f"{trace.version} sha256 {trace.sha256}",
-            "validation": json.dumps(
+            "crossfitted": json.dumps(
                 {k: report["fused"][k] for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")}
             ),
+            "val_report": json.dumps(headline(report["dataset_val_as_shipped"])),
         },
         cutoffs=cutoffs,
         clip=ClipSpec(head=head, encoder_sha256=CLIP_SHA256, max_crops=args.max_crops),

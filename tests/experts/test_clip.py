@@ -109,7 +109,7 @@ def test_real_encoder_gives_final_layer_tokens() -> None:
 
     path = _real_model()
     assert sha256_of(path) == CLIP_SHA256
-    crops, _ = cut_crops(make_image(260, 230, seed=2), 2)
+    crops, _ = cut_crops(make_image(500, 300, seed=2), 2)
     cls, patches = ClipEncoder(path, threads=1).tokens(crops)
     assert cls.shape == (2, 768) and patches.shape == (2, 196, 768)
     assert np.isfinite(patches).all()

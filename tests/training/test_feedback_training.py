@@ -471,7 +471,7 @@ def test_choose_cutoffs():
     assert not met and cut.ai == 1.0
 
 
-def _checker_logits(model, arrays, tile_size, progress=True):
+def _checker_logits(loaded, arrays, progress=True):
     """A stand-in detector: the energy of the 2-pixel checkerboard, as a logit."""
     energy = [np.abs(np.diff(a.astype(float), n=2, axis=1)).mean() for a in arrays]
     return (np.array(energy) - 15.0) / 3.0
@@ -487,7 +487,7 @@ def test_calibrate_refits_and_moves_the_ai_cutoff(tiny_weights, tmp_path, monkey
     # A human image (pixel art, say) that carries the pattern: it must not end in likely_ai.
     rows = list(csv.DictReader((folder / "manifest.csv").open()))
     Image.fromarray(synthetic("human", 7, checker=True)).save(folder / rows[0]["file"])
-    monkeypatch.setattr(calibrate, "logits_for", _checker_logits)
+    monkeypatch.setattr(calibrate, "release_logits", _checker_logits)
     out = tmp_path / "cal.safetensors"
     code = calibrate.main(
         [
@@ -514,7 +514,7 @@ def test_calibrate_refits_and_moves_the_ai_cutoff(tiny_weights, tmp_path, monkey
     # Fitted on the reviewer train rows only: their human FPR at likely_ai is within target.
     fit_rows = read_export(folder, split="train", origins=["reviewer"])
     probs = loaded.calibration.probability(
-        _checker_logits(None, load_export_pixels(folder, fit_rows, progress=False), 64)
+        _checker_logits(None, load_export_pixels(folder, fit_rows, progress=False))
     )
     human = np.array([r.label == "human" for r in fit_rows])
     assert np.mean(probs[human] >= loaded.cutoffs.ai) <= 0.02

@@ -217,9 +217,7 @@ def test_robustness_report_on_a_tiny_model(tiny_weights):
     loaded = load_weights(tiny_weights)
     rows = [_row("ai" if i % 2 else "human", f"s{i}") for i in range(6)]
     arrays = [np.asarray(make_image(64, 48 if i % 3 else 80, seed=i)) for i in range(6)]
-    report = robustness_report(
-        loaded.model, loaded.calibration, rows, arrays, 64, BandCutoffs(), progress=False
-    )
+    report = robustness_report(loaded, rows, arrays, BandCutoffs(), progress=False)
     assert report["as given"]["n"] == 6
     assert report["resize 0.5×"]["n"] == 2  # 32×24 is below the minimum side and left out
     assert all(0.0 <= r["auc"] <= 1.0 for r in report.values() if r["n"] and not np.isnan(r["auc"]))
@@ -236,9 +234,7 @@ def test_robustness_verdicts_count_what_people_would_see(tiny_weights):
 
     def report(cutoffs: BandCutoffs) -> dict:
         detector = Detector(tiny_weights, cutoffs=cutoffs, provenance=False)
-        return robustness_report(
-            loaded.model, loaded.calibration, rows, arrays, 64, cutoffs, False, detector
-        )
+        return robustness_report(loaded, rows, arrays, cutoffs, False, detector)
 
     # Cut-offs that put every score in likely_ai: every human verdict is flagged, and the
     # stability copies cannot flip a band that covers everything.
