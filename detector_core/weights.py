@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "HUMANMADE_WEIGHTS"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "humanmade.safetensors"
+# The fused release; `humanmade.safetensors` (v0.1.0) stays for comparison and is its trace expert.
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "humanmade-0.2.0.safetensors"
 MODEL_CARD_NAME = "README.md"
 FORMAT_TAG = "humanmade-weights/1"
 CLIP_PREFIX = "clip."

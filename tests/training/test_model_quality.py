@@ -12,9 +12,12 @@ from detector_core.training.evaluate import evaluate
 
 pytestmark = needs_shared()
 
-MIN_VAL_AUC = 0.85
-# The product's promise: few human images in the likely_ai band (see the model card).
-MAX_HUMAN_LIKELY_AI = 0.02
+# v0.2.0 (CLIP + trace, fused) as shipped: AUC 0.927, 0.7 % of human and 28 % of AI val
+# images in likely_ai (the model card). The gates leave room for run-to-run noise only.
+MIN_VAL_AUC = 0.90
+# The product's promise: at most 1 % of human images in the likely_ai band.
+MAX_HUMAN_LIKELY_AI = 0.01
+MIN_AI_LIKELY_AI = 0.20
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,16 @@ def test_released_weights_rarely_flag_human_images_on_val(val_report):
     assert rate <= MAX_HUMAN_LIKELY_AI, f"{rate:.1%} of human val images in likely_ai"
 
 
+def test_released_weights_catch_a_share_of_ai_images_on_val(val_report):
+    rate = val_report["overall"]["likely_ai_rate_on_ai"]
+    assert rate >= MIN_AI_LIKELY_AI, f"only {rate:.1%} of AI val images in likely_ai"
+
+
+def test_released_weights_leave_reserved_sources_out(val_report):
+    # stellarium-data and gimp-help-en rows of the val split are for independent checks.
+    assert val_report["n_images"] == 737
+
+
 def test_released_weights_are_calibrated_on_val(val_report):
     # Cross-fitted: calibration fitted on half of the val images, measured on the other half.
     assert val_report["ece_crossfitted"] < 0.10
@@ -44,4 +57,6 @@ def test_recorded_headline_figures_match_a_fresh_evaluation(val_report):
     from detector_core.weights import default_weights_path, load_weights
 
     recorded = json.loads(load_weights(default_weights_path()).metadata["val_report"])
-    assert recorded["auc"] == pytest.approx(val_report["auc"], abs=1e-4)
+    # The recorded figure comes from cached CLIP features (float16); a fresh run encodes
+    # again in float32, which moves a few logits in the fourth decimal.
+    assert recorded["auc"] == pytest.approx(val_report["auc"], abs=2e-3)
