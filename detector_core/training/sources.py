@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from .corpus import read_excluded, read_reserved
 from .data import ManifestRow, default_dataset_dir
 
 SHARED_ENV = "HUMANMADE_SHARED"
@@ -27,24 +28,20 @@ def shared_dir() -> Path:
 
 
 def reserved_sources(shared: Path | None = None) -> frozenset[str]:
+    """The reserved names; none where the lists are absent (a fixture dataset, say)."""
     path = (shared or shared_dir()) / "reserved-sources.txt"
-    if not path.is_file():
-        return frozenset()
-    names = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return frozenset(n for n in names if n)
+    return frozenset(read_reserved(path)) if path.is_file() else frozenset()
 
 
 def excluded_sha256(shared: Path | None = None) -> frozenset[str]:
     path = (shared or shared_dir()) / "holdout" / "exclude-sha256.txt"
-    if not path.is_file():
-        return frozenset()
-    return frozenset(path.read_text().split())
+    return frozenset(read_excluded(path)) if path.is_file() else frozenset()
 
 
 def is_reserved(row: ManifestRow, reserved: frozenset[str]) -> bool:
     """Whether the row's source or origin names a reserved package (any prefix form)."""
-    text = f"{row.source_group} {row.origin}".lower()
-    return any(re.search(rf"(^|[\s:/@]){re.escape(n.lower())}\b", text) for n in reserved)
+    text = re.sub(r"[-_.]+", "-", f"{row.source_group} {row.origin}".lower())
+    return any(re.search(rf"(^|[\s:/@]){re.escape(n)}\b", text) for n in reserved)
 
 
 def usable(
