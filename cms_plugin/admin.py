@@ -104,7 +104,16 @@ class DetectionAdmin(admin.ModelAdmin):
     fieldsets = (
         (
             "Result (advisory)",
-            {"fields": ("summary", "decided_by", "status", "error", "model_version")},
+            {
+                "fields": (
+                    "summary",
+                    "decided_by",
+                    "experts",
+                    "status",
+                    "error",
+                    "model_version",
+                )
+            },
         ),
         ("Human review", {"fields": ("decision", "reviewer", "reviewed_at", "note")}),
         (
@@ -179,6 +188,11 @@ class DetectionAdmin(admin.ModelAdmin):
             and self.has_review_permission(request),
             "decisions": Detection.Decision.choices,
             "evidence_items": evidence_items(obj.evidence or {}) if obj else [],
+            "expert_probabilities": [
+                (name, f"{p:.0%}") for name, p in sorted(obj.expert_probabilities.items())
+            ]
+            if obj
+            else [],
             "reasons": own_reasons(obj.evidence or {}) if obj else [],
             **(extra_context or {}),
         }
@@ -254,6 +268,13 @@ class DetectionAdmin(admin.ModelAdmin):
     @admin.display(description="result")
     def summary(self, obj: Detection) -> str:
         return obj.summary or "not scored yet"
+
+    @admin.display(description="each expert")
+    def experts(self, obj: Detection) -> str:
+        probabilities = obj.expert_probabilities
+        if not probabilities:
+            return "—"
+        return ", ".join(f"{name}: {p:.0%}" for name, p in sorted(probabilities.items()))
 
     @admin.display(description="engine output")
     def evidence_json(self, obj: Detection) -> str:

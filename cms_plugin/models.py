@@ -150,6 +150,13 @@ class Detection(models.Model):
         return f"AI-generated: {percent}% ({self.get_band_display()})"
 
     @property
+    def expert_probabilities(self) -> dict[str, float]:
+        """Each expert's own probability of AI ("trace", "clip"), as the engine recorded it."""
+        evidence = self.evidence if isinstance(self.evidence, dict) else {}
+        experts = evidence.get("expert_probabilities")
+        return dict(experts) if isinstance(experts, dict) else {}
+
+    @property
     def cutoffs(self) -> BandCutoffs:
         """The band cut-offs this verdict was read against (0.20/0.80 when not recorded)."""
         from .presentation import cutoffs_of

@@ -67,6 +67,9 @@ def test_provenance_decision_reaches_the_admin_and_the_api(cms, django_capture_o
     assert detection.summary in html
     assert "strong AI evidence" in html and "<strong>strong_ai</strong>" not in html
     assert "decided by: <strong>provenance in the file</strong>" in html
+    trace = detection.expert_probabilities["trace"]  # the tiny model's one expert
+    assert f"Each expert, before fusion: trace <strong>{trace:.0%}</strong>" in html
+    assert f"trace: {trace:.0%}" in html  # and in the read-only fields
 
     body = client.get(f"/api/detections/{detection.pk}/").json()
     assert body["decided_by"] == "provenance" and body["summary"] == detection.summary

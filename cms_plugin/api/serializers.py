@@ -66,9 +66,7 @@ class DetectionSerializer(serializers.ModelSerializer):
         return data
 
     def get_experts(self, obj: Detection) -> dict[str, float]:
-        evidence = obj.evidence if isinstance(obj.evidence, dict) else {}
-        experts = evidence.get("expert_probabilities")
-        return dict(experts) if isinstance(experts, dict) else {}
+        return obj.expert_probabilities
 
     def get_heatmap_available(self, obj: Detection) -> bool:
         return bool(obj.heatmap)
