@@ -592,6 +592,18 @@ def _model_info(path: Path) -> dict[str, Any]:
         },
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "architecture": loaded.model.config.backbone,
+        "experts": [
+            {
+                "name": e.name,
+                "weight": e.weight,
+                "temperature": e.calibration.temperature,
+                "bias": e.calibration.bias,
+            }
+            for e in loaded.fusion.experts
+        ]
+        if not loaded.single_expert
+        else [],
+        "clip_max_crops": loaded.clip.max_crops if loaded.clip else None,
         "cutoffs": {"human": loaded.cutoffs.human, "ai": loaded.cutoffs.ai},
         "calibrated_on": meta.get("calibrated_on"),
         "parent_version": meta.get("parent_version"),
@@ -645,6 +657,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"sha256:       {info['sha256']} ({check})",
         f"model card:   {info['model_card'] or 'none found beside the weights'}",
         f"architecture: {info['architecture']}, {info['parameters']:,} parameters",
+    ]
+    if info["experts"]:
+        lines.append(
+            "experts:      "
+            + ", ".join(f"{e['name']} (fusion weight {e['weight']:.3f})" for e in info["experts"])
+            + f"; CLIP ViT-B/16 int8 on at most {info['clip_max_crops']} native 224 px crops"
+        )
+    lines += [
         f"tile size:    {info['tile_size']} px",
         f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"
         + (f" (fitted on {info['calibrated_on']})" if info["calibrated_on"] else ""),
