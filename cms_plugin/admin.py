@@ -17,9 +17,10 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from . import services
-from .images import image_response, stored_thumbnail
+from .images import heatmap_response, image_response, stored_thumbnail
 from .models import REVIEW_PERMISSION, Detection, Review
-from .presentation import evidence_items, own_reasons
+from .presentation import clipped, evidence_items, own_reasons
+from .sources import source_link
 
 ADVISORY = (
     "The score is advisory: it is evidence for your decision, never a verdict on its own. "
@@ -194,6 +195,7 @@ class DetectionAdmin(admin.ModelAdmin):
             if obj
             else [],
             "reasons": own_reasons(obj.evidence or {}) if obj else [],
+            "source_link": source_link(obj) if obj else "",
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
@@ -245,7 +247,7 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="model", ordering="model_version")
     def engine_model(self, obj: Detection) -> str:
-        return _clipped(obj.model_version, 18)
+        return clipped(obj.model_version, 18)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Detection) -> str:
@@ -263,7 +265,7 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="source")
     def source(self, obj: Detection) -> str:
-        return _clipped(obj.source_label(), 28)
+        return source_link(obj, limit=28)
 
     @admin.display(description="result")
     def summary(self, obj: Detection) -> str:
@@ -363,15 +365,4 @@ class DetectionAdmin(admin.ModelAdmin):
     def heatmap_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        detection = get_object_or_404(Detection, pk=pk)
-        if not detection.heatmap:
-            return HttpResponse(status=404)
-        with detection.heatmap.open("rb") as fh:
-            return image_response(fh.read(), "image/png")
-
-
-def _clipped(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, whole on hover: keeps the queue within 1280 px."""
-    if len(text) <= limit:
-        return text
-    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
+        return heatmap_response(get_object_or_404(Detection, pk=pk))

@@ -53,7 +53,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             found.append(_error(f"{SETTING_NAME}['{key}'] must be a positive integer.", 4))
     if not isinstance(conf["TASK_MAX_RETRIES"], int) or conf["TASK_MAX_RETRIES"] < 0:
         found.append(_error(f"{SETTING_NAME}['TASK_MAX_RETRIES'] must be an integer >= 0.", 4))
-    for key in ("REVIEW_LIKELY_AI", "HEATMAP", "COLLECT_CONFIDENT"):
+    for key in ("REVIEW_LIKELY_AI", "HEATMAP", "COLLECT_CONFIDENT", "WAGTAIL_PUBLISH_WARNING"):
         if not isinstance(conf[key], bool):
             found.append(_error(f"{SETTING_NAME}['{key}'] must be True or False.", 5))
     if conf["IN_PROCESS"] not in (None, True, False):
@@ -267,3 +267,29 @@ def _check_recovery(conf: dict[str, Any]) -> list[checks.CheckMessage]:
             )
         )
     return found
+
+
+@checks.register(checks.Tags.urls)
+def check_api_reachable(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The API's URLs must come before a CMS's catch-all page route, which would take them."""
+    from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+
+    try:
+        path = reverse("cms_plugin_api:detection-list")
+    except NoReverseMatch:
+        return []  # the API is not mounted: nothing to check
+    try:
+        match = resolve(path)
+    except Resolver404:
+        match = None
+    if match is not None and "cms_plugin_api" in match.namespaces:
+        return []
+    taken_by = (match.view_name or match.route) if match is not None else "nothing"
+    return [
+        _error(
+            f"{path} does not reach the humanmade API: {taken_by!r} comes first and takes it.",
+            11,
+            hint='Put path("api/", include("cms_plugin.api.urls")) above the CMS\'s catch-all '
+            'route (Wagtail\'s include(wagtail_urls), django CMS\'s include("cms.urls")).',
+        )
+    ]

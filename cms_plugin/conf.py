@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     # The checking desk (/desk/ where its URLs are included): most images in one batch,
     # counting each image inside a ZIP, and most URLs pasted at once.
     "DESK_MAX_FILES": 100,
+    # cms_plugin.contrib.wagtail: warn (never block) before publishing a page that uses a
+    # likely-AI image no person has confirmed.
+    "WAGTAIL_PUBLISH_WARNING": False,
 }
 
 

@@ -77,3 +77,14 @@ def image_response(data: bytes | None, content_type: str = "image/jpeg") -> Http
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def heatmap_response(detection: Detection) -> HttpResponse:
+    """The Detection's stored heatmap (a PNG we drew); 404 when there is none or it is gone."""
+    if not detection.heatmap:
+        return HttpResponse(status=404)
+    try:
+        with detection.heatmap.open("rb") as fh:
+            return image_response(fh.read(), "image/png")
+    except OSError:
+        return HttpResponse(status=404)

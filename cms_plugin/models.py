@@ -41,6 +41,8 @@ class Detection(models.Model):
         NEEDS_REVIEW = "needs_review", "needs review"
         REVIEWED = "reviewed", "reviewed"
         FAILED = "failed", "failed"
+        # The watched object's file was replaced, or the object deleted, before a decision.
+        STALE = "stale", "stale (image replaced or deleted)"
 
     class Band(models.TextChoices):
         LIKELY_HUMAN = "likely_human", "likely human"
@@ -131,6 +133,7 @@ class Detection(models.Model):
             self.Status.NEEDS_REVIEW,
             self.Status.REVIEWED,
             self.Status.FAILED,
+            self.Status.STALE,
         )
 
     @property
@@ -188,6 +191,23 @@ class Detection(models.Model):
         if not self.band_changed:
             return ""
         return f"{band_label(self.previous_band)} → {band_label(self.band)}"
+
+    def source_object(self) -> models.Model | None:
+        """The watched object scored, None when there is none or it is gone."""
+        if not self.content_type_id:
+            return None
+        model = self.content_type.model_class()
+        if model is None:
+            return None
+        return model._default_manager.filter(pk=self.object_id).first()
+
+    def source_description(self) -> tuple[str, str | None]:
+        """(the watched object's title, the URL of its admin page), once per instance."""
+        if not hasattr(self, "_source_description"):
+            from .sources import describe
+
+            self._source_description = describe(self.source_object())
+        return self._source_description
 
     def source_label(self) -> str:
         if self.content_type_id:

@@ -101,3 +101,12 @@ def verdict_view(data: Mapping[str, Any], headline: str | None = None) -> Verdic
         model_version=str(data.get("model_version") or ""),
         image=dict(data.get("image") or {}),
     )
+
+
+def clipped(text: str, limit: int | None) -> str:
+    """`text` cut to `limit` characters, whole on hover: keeps the admin queue within 1280 px."""
+    from django.utils.html import format_html
+
+    if limit is None or len(text) <= limit:
+        return format_html("{}", text)
+    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, QuerySet, Value, When
 from django.utils import timezone
 
 from .conf import humanmade_settings
@@ -176,14 +176,69 @@ def queue_field(instance: Model, field_name: str) -> Detection | None:
             enqueue(last)  # perhaps never queued (broker down): a duplicate message is harmless
             return last
         return None  # saved again without a new file
+    from .sources import uploader_of
+
     detection = Detection.objects.create(
         content_type=content_type,
         object_id=str(instance.pk),
         field_name=field_name,
         file_name=field_file.name,
+        submitted_by=uploader_of(instance),
     )
+    earlier = Detection.objects.filter(
+        content_type=content_type, object_id=str(instance.pk), field_name=field_name
+    ).exclude(pk=detection.pk)
+    retire(earlier, f"A new file replaced this one (Detection #{detection.pk}).")
     enqueue(detection)
     return detection
+
+
+def retire_object(instance: Model) -> int:
+    """The watched object was deleted: its undecided Detections go stale, and the heatmaps
+    drawn over its photo leave storage. Decisions stay (they train the next model)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    detections = Detection.objects.filter(
+        content_type=ContentType.objects.get_for_model(instance), object_id=str(instance.pk)
+    )
+    retired = retire(detections, "The image was deleted.")
+    _drop_heatmaps(detections)
+    return retired
+
+
+def retire(detections: QuerySet[Detection], reason: str) -> int:
+    """Mark the undecided ones among `detections` stale (out of the review queue), with
+    `reason`; their heatmaps go too. Returns how many."""
+    undecided = detections.exclude(status__in=[Detection.Status.REVIEWED, Detection.Status.STALE])
+    ids = list(undecided.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    Detection.objects.filter(pk__in=ids).update(
+        status=Detection.Status.STALE, error=reason, updated_at=timezone.now()
+    )
+    _drop_heatmaps(Detection.objects.filter(pk__in=ids))
+    logger.info("detections %s are stale: %s", ids, reason)
+    return len(ids)
+
+
+def _drop_heatmaps(detections: QuerySet[Detection]) -> None:
+    """Delete these Detections' heatmap files, except those that a Detection still in use
+    shares (the same bytes are scored once: deduplicated Detections share the heatmap)."""
+    ids = list(detections.exclude(heatmap="").values_list("pk", flat=True))
+    names = set(Detection.objects.filter(pk__in=ids).values_list("heatmap", flat=True))
+    still_used = set(
+        Detection.objects.filter(heatmap__in=names)
+        .exclude(pk__in=ids)
+        .exclude(status=Detection.Status.STALE)
+        .values_list("heatmap", flat=True)
+    )
+    Detection.objects.filter(pk__in=ids).exclude(heatmap__in=still_used).update(heatmap="")
+    storage = Detection._meta.get_field("heatmap").storage
+    for name in names - still_used:
+        try:
+            storage.delete(name)
+        except OSError as exc:  # a missing file is no reason to fail a delete in the CMS
+            logger.warning("could not delete heatmap %s: %s", name, exc)
 
 
 def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detection:
@@ -353,13 +408,24 @@ def read_image_bytes(detection: Detection) -> bytes:
         with detection.upload.open("rb") as fh:
             return read_bytes(fh, limits)
     if detection.content_type_id:
-        model = detection.content_type.model_class()
-        if model is None:
-            raise FileNotFoundError(detection.file_name)
-        storage = model._meta.get_field(detection.field_name).storage
-        with storage.open(detection.file_name, "rb") as fh:
+        with _watched_storage(detection).open(detection.file_name, "rb") as fh:
             return read_bytes(fh, limits)
     raise FileNotFoundError("no stored image")
+
+
+def _watched_storage(detection: Detection) -> Any:
+    """The storage that holds a watched file: the object's own file's where the object still
+    has that file (django-filer keeps each file on its public or its private storage), else
+    the field's."""
+    obj = detection.source_object()
+    if obj is not None:
+        field_file = getattr(obj, detection.field_name, None)
+        if field_file and field_file.name == detection.file_name:
+            return field_file.storage
+    model = detection.content_type.model_class()
+    if model is None:
+        raise FileNotFoundError(detection.file_name)
+    return model._meta.get_field(detection.field_name).storage
 
 
 def _read_image(detection: Detection) -> bytes:
@@ -399,6 +465,7 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
     earlier = (
         Detection.objects.filter(sha256=sha256, model_version=version, probability__isnull=False)
         .exclude(pk=detection.pk)
+        .exclude(status=Detection.Status.STALE)  # its heatmap may be deleted
         .order_by("pk")
         .first()
     )

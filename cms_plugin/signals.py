@@ -1,4 +1,5 @@
-"""Upload hooks: a new or changed file in a watched field queues a Detection after commit."""
+"""Upload hooks: a new or changed file in a watched field queues a Detection after commit;
+deleting a watched object takes its undecided Detections out of the queue."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.apps import apps
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
 from . import services
 from .conf import humanmade_settings
@@ -26,6 +27,7 @@ def connect_watched_fields() -> None:
     """(Re)connect post_save for every watched model; called from AppConfig.ready()."""
     for model in list(_connected):
         post_save.disconnect(sender=model, dispatch_uid=_uid(model))
+        post_delete.disconnect(sender=model, dispatch_uid=_uid(model))
     _connected.clear()
     fields: dict[type, list[str]] = defaultdict(list)
     for entry in humanmade_settings.WATCHED_FIELDS:
@@ -38,6 +40,7 @@ def connect_watched_fields() -> None:
     for model, names in fields.items():
         _connected[model] = names
         post_save.connect(_on_save, sender=model, dispatch_uid=_uid(model), weak=False)
+        post_delete.connect(_on_delete, sender=model, dispatch_uid=_uid(model), weak=False)
 
 
 def _uid(model: type) -> str:
@@ -49,3 +52,7 @@ def _on_save(sender: type, instance: Any, raw: bool = False, **kwargs: Any) -> N
         return
     for field_name in _connected.get(sender, ()):
         services.queue_field(instance, field_name)
+
+
+def _on_delete(sender: type, instance: Any, **kwargs: Any) -> None:
+    services.retire_object(instance)

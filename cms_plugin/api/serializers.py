@@ -12,6 +12,8 @@ class DetectionSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="cms_plugin_api:detection-detail")
     summary = serializers.CharField(read_only=True)
     source = serializers.CharField(source="source_label", read_only=True)
+    source_title = serializers.SerializerMethodField()
+    source_admin_url = serializers.SerializerMethodField()
     reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
     heatmap_available = serializers.SerializerMethodField()
     experts = serializers.SerializerMethodField(
@@ -33,6 +35,8 @@ class DetectionSerializer(serializers.ModelSerializer):
             "model_version",
             "sha256",
             "source",
+            "source_title",
+            "source_admin_url",
             "source_url",
             "evidence",
             "experts",
@@ -67,6 +71,16 @@ class DetectionSerializer(serializers.ModelSerializer):
 
     def get_experts(self, obj: Detection) -> dict[str, float]:
         return obj.expert_probabilities
+
+    def get_source_title(self, obj: Detection) -> str:
+        """The watched object's title ("" for API uploads and deleted objects)."""
+        return obj.source_description()[0]
+
+    def get_source_admin_url(self, obj: Detection) -> str | None:
+        """Where the watched object is edited (the CMS's own screen where there is one)."""
+        url = obj.source_description()[1]
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if url and request else url
 
     def get_heatmap_available(self, obj: Detection) -> bool:
         return bool(obj.heatmap)

@@ -100,6 +100,8 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         for name in self.filter_fields:
             if params.get(name):
                 queryset = queryset.filter(**{name: params[name]})
+        if params.get("object"):
+            queryset = queryset.filter(**_object_filter(params["object"]))
         for name, lookup, end in (
             ("created_after", "created_at__gte", False),
             ("created_before", "created_at__lt", True),
@@ -169,6 +171,20 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         except services.ReviewRefused as exc:
             return api_error("not_reviewable", str(exc), status.HTTP_409_CONFLICT)
         return Response(DetectionSerializer(detection, context=self.get_serializer_context()).data)
+
+
+def _object_filter(text: str) -> dict:
+    """`?object=wagtailimages.image:12`: the Detections of one watched object."""
+    from django.contrib.contenttypes.models import ContentType
+
+    label, _, object_id = text.partition(":")
+    app_label, _, model = label.lower().partition(".")
+    content_type = ContentType.objects.filter(app_label=app_label, model=model).first()
+    if content_type is None or not object_id:
+        raise ValidationError(
+            {"object": "Use app_label.model:id, e.g. wagtailimages.image:12 or filer.image:3."}
+        )
+    return {"content_type": content_type, "object_id": object_id}
 
 
 def _parse_when(name: str, text: str, end: bool) -> datetime:
