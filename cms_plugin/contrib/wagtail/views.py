@@ -26,9 +26,7 @@ QUEUE_PAGE_SIZE = 30
 
 def image_models() -> list[type[AbstractImage]]:
     """Wagtail's image model and any custom one (WAGTAILIMAGES_IMAGE_MODEL)."""
-    return [
-        m for m in apps.get_models() if issubclass(m, AbstractImage) and not m._meta.abstract
-    ]
+    return [m for m in apps.get_models() if issubclass(m, AbstractImage) and not m._meta.abstract]
 
 
 def detection_urls(detection: Detection, request: HttpRequest | None) -> dict[str, Any]:
@@ -46,9 +44,7 @@ def detection_urls(detection: Detection, request: HttpRequest | None) -> dict[st
 def queue(request: HttpRequest) -> TemplateResponse:
     if not is_reviewer(request.user):
         raise PermissionDenied
-    page = Paginator(needs_review(image_models()), QUEUE_PAGE_SIZE).get_page(
-        request.GET.get("p")
-    )
+    page = Paginator(needs_review(image_models()), QUEUE_PAGE_SIZE).get_page(request.GET.get("p"))
     rows = []
     for detection in page:
         title, edit_url = detection.source_description()

@@ -21,6 +21,4 @@ def humanmade_badge(image: Any) -> SafeString:
 @register.simple_tag(takes_context=True)
 def humanmade_panel(context: template.Context, image: Any) -> SafeString:
     request = context.get("request")
-    return panel_html(
-        image, lambda detection: detection_urls(detection, request), request=request
-    )
+    return panel_html(image, lambda detection: detection_urls(detection, request), request=request)
