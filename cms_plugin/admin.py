@@ -94,6 +94,8 @@ class DetectionAdmin(admin.ModelAdmin):
         "model_version",
         "created_at",
         "decision",
+        # Which watched model (a Wagtail image, a filer image, ...) an image came from.
+        ("content_type", admin.RelatedOnlyFieldListFilter),
     )
     list_per_page = 50
     search_fields = ("sha256", "source_url", "note")
