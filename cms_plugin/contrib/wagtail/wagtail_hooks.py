@@ -7,6 +7,7 @@ from django.urls import include, path, reverse
 from wagtail import hooks
 from wagtail.admin.menu import MenuItem
 
+from ...models import REVIEW_PERMISSION
 from ..decisions import is_reviewer
 from . import publish_warning, urls
 
@@ -34,3 +35,12 @@ def register_menu_item():
 
 hooks.register("before_publish_page", publish_warning.before_publish_page)
 hooks.register("register_admin_urls", publish_warning.register_urls)
+
+
+@hooks.register("register_permissions")
+def review_permission():
+    """Offer "Can decide whether a detection is human-made" in Settings → Groups."""
+    from django.contrib.auth.models import Permission
+
+    app_label, codename = REVIEW_PERMISSION.split(".")
+    return Permission.objects.filter(content_type__app_label=app_label, codename=codename)
