@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -199,7 +200,10 @@ class Detection(models.Model):
         model = self.content_type.model_class()
         if model is None:
             return None
-        return model._default_manager.filter(pk=self.object_id).first()
+        try:
+            return model._default_manager.filter(pk=self.object_id).first()
+        except (ValueError, TypeError, ValidationError):  # an id the model's pk cannot be
+            return None
 
     def source_description(self) -> tuple[str, str | None]:
         """(the watched object's title, the URL of its admin page), once per instance."""

@@ -549,6 +549,7 @@ def rescore_detection(detection_id: int) -> str:
         sha256=sha256,
         status=Case(
             When(status=Detection.Status.REVIEWED, then=Value(Detection.Status.REVIEWED)),
+            When(status=Detection.Status.STALE, then=Value(Detection.Status.STALE)),
             default=Value(status_for_band(result["band"])),
         ),
         updated_at=now,

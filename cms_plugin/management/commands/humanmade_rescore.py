@@ -41,7 +41,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, since: str | None, limit: int | None, **options: Any) -> None:
         from detector_core import WeightsError
 
-        queryset = Detection.objects.filter(probability__isnull=False)
+        # Stale ones were replaced or deleted: no one needs a new verdict on them.
+        queryset = Detection.objects.filter(probability__isnull=False).exclude(
+            status=Detection.Status.STALE
+        )
         if since:
             day = parse_date(since)
             if day is None:
