@@ -30,6 +30,7 @@ def run_scenarios(
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SITES), os.environ.get("PYTHONPATH")])),
         "DJANGO_SETTINGS_MODULE": settings,
+        "HUMANMADE_TEST_FILES": str(tmp_path / "files"),
         **env,
     }
     result = subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -79,7 +80,10 @@ CMS_CONFIRM_VERSION4 = True
 CMS_TEMPLATES = [("page.html", "Page")]
 STATIC_URL = "/static/"
 MEDIA_URL = "/media/"
-MEDIA_ROOT = os.environ.get("HUMANMADE_TEST_MEDIA_ROOT", str(BASE_DIR / "media"))
+# A fresh folder per run, never the clone: django-filer fixes its storages from MEDIA_ROOT
+# at import, its private files in MEDIA_ROOT/../smedia.
+_FILES = os.environ.get("HUMANMADE_TEST_FILES") or tempfile.mkdtemp(prefix="humanmade-cms-")
+MEDIA_ROOT = os.path.join(_FILES, "media")
 THUMBNAIL_PROCESSORS = (
     "easy_thumbnails.processors.colorspace",
     "easy_thumbnails.processors.autocrop",

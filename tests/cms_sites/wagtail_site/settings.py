@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -74,7 +75,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
 MEDIA_URL = "/media/"
-MEDIA_ROOT = os.environ.get("HUMANMADE_TEST_MEDIA_ROOT", str(BASE_DIR / "media"))
+# A fresh folder per run, never the clone (the tests point MEDIA_ROOT elsewhere, too).
+_FILES = os.environ.get("HUMANMADE_TEST_FILES") or tempfile.mkdtemp(prefix="humanmade-cms-")
+MEDIA_ROOT = os.path.join(_FILES, "media")
 WAGTAIL_SITE_NAME = "newsroom"
 WAGTAILADMIN_BASE_URL = "http://localhost"
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
