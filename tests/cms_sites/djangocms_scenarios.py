@@ -199,3 +199,36 @@ def test_system_checks_pass_here_and_catch_the_api_after_the_catch_all(settings)
     settings.ROOT_URLCONF = "djangocms_site.urls_api_last"
     [error] = [m for m in checks.run_checks(tags=[checks.Tags.urls]) if m.id == "cms_plugin.E011"]
     assert "/api/detections/" in error.msg and "cms.urls" in error.hint
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_chromium_the_filer_image_page_shows_the_verdict(live_server):
+    """A screenshot of filer's image page goes to test-artifacts/djangocms_filer_image.png."""
+    from pathlib import Path
+
+    from browser_support import chromium_browser, page_text_after
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+    from filer.models import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    chief = get_user_model().objects.create_superuser("chief", "", "a-long-browser-password")
+    image = Image(owner=chief, original_filename="ferry.png")
+    image.file.save("ferry.png", ContentFile(png(12, 320, 240)), save=False)
+    image.save()  # committed: scored at once, in-process
+    [detection] = _detections(image)
+    assert detection.summary
+
+    with chromium_browser() as browser:
+        browser.get(f"{live_server.url}/admin/login/")
+        browser.find_element(By.NAME, "username").send_keys("chief")
+        browser.find_element(By.NAME, "password").send_keys("a-long-browser-password")
+        browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+        WebDriverWait(browser, 30).until(lambda b: "/login/" not in b.current_url)
+        browser.get(f"{live_server.url}{reverse('admin:filer_image_change', args=[image.pk])}")
+        assert detection.summary in page_text_after(browser, "AI-generation check")
+        browser.save_screenshot(str(artifacts / "djangocms_filer_image.png"))
+    assert (artifacts / "djangocms_filer_image.png").stat().st_size > 5000

@@ -282,6 +282,40 @@ def test_bad_images_give_the_editor_a_clear_message(
     assert listing.status_code == 200 and "could not be checked" in listing.content.decode()
 
 
+@pytest.mark.django_db
+def test_a_cut_off_file_and_a_decompression_bomb_fail_clearly_in_wagtail(
+    client, editor, django_capture_on_commit_callbacks
+):
+    from PIL import Image
+
+    from cms_plugin.models import Detection
+
+    whole = encode(make_image(200, 150, seed=10), "JPEG", quality=90)
+    huge = encode(Image.new("L", (9000, 8000)), "PNG")  # 72 Mpx in a few kB: Wagtail takes it
+    for title, data, name in (
+        ("Cut", whole[: len(whole) // 2], "cut.jpg"),
+        ("Huge", huge, "huge.png"),
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = _upload(client, data, title=title, name=name)
+        if response.status_code == 200:  # Wagtail's own form refused it, with its message
+            assert response.context["form"].errors["file"]
+            continue
+        assert response.status_code == 302
+        image = _image_model().objects.get(title=title)
+        [detection] = _detections(image)
+        assert detection.status == Detection.Status.FAILED, (title, detection.status)
+        assert detection.error and "Traceback" not in detection.error
+        if title == "Huge":
+            assert "pixels" in detection.error or "px" in detection.error, detection.error
+        badge = client.get(reverse("wagtailimages:index") + "?layout=list")
+        assert badge.status_code == 200 and "could not be checked" in badge.content.decode()
+        edit = client.get(reverse("wagtailimages:edit", args=[image.pk]))
+        assert edit.status_code == 200
+        assert detection.error in edit.content.decode().replace("&#x27;", "'")
+    assert Detection.objects.filter(status=Detection.Status.FAILED).exists()
+
+
 @only_default_image_model
 @pytest.mark.django_db
 def test_publish_warning_is_off_by_default_then_advises_and_can_be_overridden(

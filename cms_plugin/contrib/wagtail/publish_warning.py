@@ -24,6 +24,8 @@ from ..verdicts import badge
 def unconfirmed_ai_images(page: Page) -> list[Detection]:
     """The current Detections of the images `page` uses that say likely AI with no
     person's decision yet."""
+    # The references of the content about to be published (the stored index may still hold
+    # the live version's); Wagtail has no public call for an unsaved object's references.
     refs = {(ct, str(pk)) for ct, pk, *_ in ReferenceIndex._extract_references_from_object(page)}
     if not refs:
         return []
