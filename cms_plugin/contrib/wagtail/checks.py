@@ -1,4 +1,4 @@
-"""`manage.py check` for the Wagtail integration: app order and a watched image model."""
+"""`manage.py check` for the Wagtail integration: app order, image form, watched image model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.core import checks
 from ...conf import humanmade_settings
 
 APP = "cms_plugin.contrib.wagtail"
+FORM = "cms_plugin.contrib.wagtail.forms.ImageForm"
 
 
 @checks.register()
@@ -25,6 +26,15 @@ def check_wagtail_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 hint="Its templates add the verdict to Wagtail's image screens, and Django "
                 "uses the first app's template of a name.",
                 id="humanmade_wagtail.E001",
+            )
+        )
+    form_base = getattr(settings, "WAGTAILIMAGES_IMAGE_FORM_BASE", "")
+    if not form_base:
+        found.append(
+            checks.Warning(
+                "Wagtail's image form answers a damaged (cut-off) image with a server error.",
+                hint=f'Set WAGTAILIMAGES_IMAGE_FORM_BASE = "{FORM}" (or base yours on it).',
+                id="humanmade_wagtail.W002",
             )
         )
     image_model = get_image_model()

@@ -81,6 +81,7 @@ MEDIA_ROOT = os.path.join(_FILES, "media")
 WAGTAIL_SITE_NAME = "newsroom"
 WAGTAILADMIN_BASE_URL = "http://localhost"
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
+WAGTAILIMAGES_IMAGE_FORM_BASE = "cms_plugin.contrib.wagtail.forms.ImageForm"
 WAGTAILIMAGES_IMAGE_MODEL = os.environ.get("HUMANMADE_TEST_IMAGE_MODEL", "wagtailimages.Image")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test logins
 
