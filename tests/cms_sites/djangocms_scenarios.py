@@ -230,5 +230,7 @@ def test_in_chromium_the_filer_image_page_shows_the_verdict(live_server):
         WebDriverWait(browser, 30).until(lambda b: "/login/" not in b.current_url)
         browser.get(f"{live_server.url}{reverse('admin:filer_image_change', args=[image.pk])}")
         assert detection.summary in page_text_after(browser, "AI-generation check")
+        panel = browser.find_element(By.ID, "humanmade-verdict")
+        browser.execute_script("arguments[0].scrollIntoView();", panel)
         browser.save_screenshot(str(artifacts / "djangocms_filer_image.png"))
     assert (artifacts / "djangocms_filer_image.png").stat().st_size > 5000

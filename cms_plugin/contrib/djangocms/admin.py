@@ -29,7 +29,7 @@ class HumanmadeImageAdmin(ImageAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None):
         fieldsets = list(super().get_fieldsets(request, obj))
         if obj is not None:
-            fieldsets.insert(1, (FIELDSET_TITLE, {"fields": ("humanmade_verdict",)}))
+            fieldsets.insert(0, (FIELDSET_TITLE, {"fields": ("humanmade_verdict",)}))
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
