@@ -204,9 +204,10 @@ def test_system_checks_pass_here_and_catch_the_api_after_the_catch_all(settings)
 @pytest.mark.django_db(transaction=True)
 def test_in_chromium_the_filer_image_page_shows_the_verdict(live_server):
     """A screenshot of filer's image page goes to test-artifacts/djangocms_filer_image.png."""
+    from contextlib import contextmanager
     from pathlib import Path
 
-    from browser_support import chromium_browser, page_text_after
+    from browser_support import chromium_driver, page_text_after
     from django.contrib.auth import get_user_model
     from django.core.files.base import ContentFile
     from filer.models import Image
@@ -222,7 +223,7 @@ def test_in_chromium_the_filer_image_page_shows_the_verdict(live_server):
     [detection] = _detections(image)
     assert detection.summary
 
-    with chromium_browser() as browser:
+    with contextmanager(chromium_driver)() as browser:
         browser.get(f"{live_server.url}/admin/login/")
         browser.find_element(By.NAME, "username").send_keys("chief")
         browser.find_element(By.NAME, "password").send_keys("a-long-browser-password")

@@ -398,7 +398,9 @@ def test_system_checks_pass_here_and_catch_the_api_after_the_catch_all(settings,
 @pytest.mark.django_db(transaction=True)
 def test_in_chromium_an_editor_uploads_and_a_reviewer_decides(live_server, tmp_path):
     """Screenshots of the Wagtail pages go to test-artifacts/wagtail_*.png."""
-    from browser_support import chromium_browser, page_text_after
+    from contextlib import contextmanager
+
+    from browser_support import chromium_driver, page_text_after
     from django.contrib.auth import get_user_model
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -411,7 +413,7 @@ def test_in_chromium_an_editor_uploads_and_a_reviewer_decides(live_server, tmp_p
     photo.write_bytes(png(9, 320, 240))
     get_user_model().objects.create_superuser("chief", "", "a-long-browser-password")
 
-    with chromium_browser() as browser:
+    with contextmanager(chromium_driver)() as browser:
         browser.get(f"{live_server.url}/admin/login/")
         browser.find_element(By.NAME, "username").send_keys("chief")
         browser.find_element(By.NAME, "password").send_keys("a-long-browser-password")
