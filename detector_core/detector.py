@@ -19,7 +19,7 @@ from .experts.clip import ClipEncoder, ClipExpert
 from .experts.trace import PatchModel
 from .heatmap import Heatmap, build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
-from .model_files import require_clip_model, sha256_of
+from .model_files import file_sha256, require_clip_model
 from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
 from .tiling import MIN_SIDE, Tile, check_min_size, cut_tiles, plan_tiles
@@ -77,7 +77,7 @@ def image_logit(
 def load_clip_expert(spec: ClipSpec, path: Path | None = None) -> ClipExpert:
     """The CLIP expert a release describes, on the cached encoder it was trained with."""
     path = require_clip_model(path)
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != spec.encoder_sha256:
         raise WeightsError(
             f"The CLIP model at {path} (sha256 {actual[:12]}…) is not the one these weights "

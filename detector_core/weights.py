@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from .errors import WeightsError
 from .experts.clip import DEFAULT_MAX_CROPS, ClipHead
 from .experts.trace import ModelConfig, PatchModel, build_model
 from .fusion import Fusion
+from .model_files import file_sha256
 from .verdict import BandCutoffs
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,6 @@ def default_weights_path() -> Path:
     """`$HUMANMADE_WEIGHTS` if set, else the release committed in `weights/`."""
     env = os.environ.get(WEIGHTS_ENV)
     return Path(env) if env else DEFAULT_WEIGHTS
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def card_sha256(weights_path: Path) -> str | None:

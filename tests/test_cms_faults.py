@@ -35,12 +35,12 @@ from test_cms_integration import (
     DATABASE_URL,
     REDIS_URL,
     REPO,
-    SETUP,
     _free_port,
     _multipart,
     _request,
     _require_services,
     _tail,
+    demo_site_user,
 )
 
 DONE = ("needs_review", "scored")
@@ -203,28 +203,8 @@ def stack(tmp_path, tiny_weights):
     """migrate, a user with a token; the test starts the web app and workers it needs."""
     _require_services()
     queue = f"humanmade-fault-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
-        "HUMANMADE_DEMO_DATABASE_URL": DATABASE_URL,
-        "HUMANMADE_CELERY_BROKER_URL": REDIS_URL,
-        "HUMANMADE_CELERY_QUEUE": queue,
-        "HUMANMADE_WEIGHTS": str(tiny_weights),
-        "HUMANMADE_DEMO_MEDIA_ROOT": str(tmp_path / "media"),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    username = f"fault-{uuid.uuid4().hex[:10]}"
-    setup = subprocess.run(
-        [sys.executable, "-c", SETUP, username],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert setup.returncode == 0, setup.stderr[-3000:]
-    running = Stack(tmp_path, env, setup.stdout.strip().splitlines()[-1], queue)
+    env, token = demo_site_user(queue, tiny_weights, tmp_path, "fault")
+    running = Stack(tmp_path, env, token, queue)
     try:
         yield running
     finally:

@@ -43,6 +43,32 @@ print(Token.objects.create(user=user).key)
 """
 
 
+def demo_site_user(queue: str, tiny_weights: Path, tmp_path: Path, prefix: str):
+    """The demo site's environment on PG/Redis, migrated, with a new user: (env, API token)."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
+        "HUMANMADE_DEMO_DATABASE_URL": DATABASE_URL,
+        "HUMANMADE_CELERY_BROKER_URL": REDIS_URL,
+        "HUMANMADE_CELERY_QUEUE": queue,
+        "HUMANMADE_WEIGHTS": str(tiny_weights),
+        "HUMANMADE_DEMO_MEDIA_ROOT": str(tmp_path / "media"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    username = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    setup = subprocess.run(
+        [sys.executable, "-c", SETUP, username],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    return env, setup.stdout.strip().splitlines()[-1]
+
+
 def _reachable(url: str) -> bool:
     parts = urlsplit(url)
     try:
@@ -109,28 +135,7 @@ def stack(tmp_path, tiny_weights):
     """
     _require_services()
     queue = f"humanmade-test-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
-        "HUMANMADE_DEMO_DATABASE_URL": DATABASE_URL,
-        "HUMANMADE_CELERY_BROKER_URL": REDIS_URL,
-        "HUMANMADE_CELERY_QUEUE": queue,
-        "HUMANMADE_WEIGHTS": str(tiny_weights),
-        "HUMANMADE_DEMO_MEDIA_ROOT": str(tmp_path / "media"),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    username = f"it-{uuid.uuid4().hex[:10]}"
-    setup = subprocess.run(
-        [sys.executable, "-c", SETUP, username],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert setup.returncode == 0, setup.stderr[-3000:]
-    token = setup.stdout.strip().splitlines()[-1]
+    env, token = demo_site_user(queue, tiny_weights, tmp_path, "it")
     port = _free_port()
     procs: dict[str, subprocess.Popen] = {}
     logs: dict[str, TextIO] = {}

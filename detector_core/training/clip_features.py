@@ -12,7 +12,6 @@ view's features never depend on which other images were in the run.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,10 +32,6 @@ VIEW_AUGMENT = replace(AugmentConfig(), crop=CROP)
 class ImageRef:
     path: Path
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def features_dir(model_sha256: str) -> Path:

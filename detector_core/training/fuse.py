@@ -36,10 +36,10 @@ from ..detector import DEFAULT_MAX_TILES, image_logit
 from ..experts.clip import DEFAULT_MAX_CROPS, ClipEncoder, ClipHead
 from ..fusion import FusedExpert, Fusion
 from ..intake import IntakeLimits, load_image
-from ..model_files import CLIP_SHA256, cache_dir, require_clip_model
+from ..model_files import CLIP_SHA256, cache_dir, file_sha256, require_clip_model
 from ..verdict import BandCutoffs
 from ..weights import ClipSpec, default_weights_path, load_weights, output_problem, save_weights
-from .clip_features import FeatureCache, ImageRef, extract, features_dir, file_sha256
+from .clip_features import FeatureCache, ImageRef, extract, features_dir
 from .data import ManifestRow, balanced_weights, default_dataset_dir, read_manifest
 from .evaluate import CONTENT_GROUPS, build_report, headline, write_plots
 from .loso import family_of

@@ -105,10 +105,10 @@ def _real_model():
 
 def test_real_encoder_gives_final_layer_tokens() -> None:
     from detector_core.experts.clip import ClipEncoder
-    from detector_core.model_files import sha256_of
+    from detector_core.model_files import file_sha256
 
     path = _real_model()
-    assert sha256_of(path) == CLIP_SHA256
+    assert file_sha256(path) == CLIP_SHA256
     crops, _ = cut_crops(make_image(500, 300, seed=2), 2)
     cls, patches = ClipEncoder(path, threads=1).tokens(crops)
     assert cls.shape == (2, 768) and patches.shape == (2, 196, 768)
