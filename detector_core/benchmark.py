@@ -7,8 +7,11 @@ Times are end to end (JPEG bytes in, Verdict out: decoding, tiling, network, cal
 the stability copies and the provenance readers), median of the repeats after one warm-up;
 "pixels-only" switches the stability check and provenance off. A torchvision ResNet-50
 forward pass on one 224×224 image is timed alongside, so that figures from different
-machines can be compared as a ratio. Prints a table; `--json` writes the figures too.
-`--device cuda` times the Detector and the ResNet-50 on the GPU (peak GPU memory added).
+machines can be compared as a ratio (the reference alone needs torch, the `train` extra).
+The peak RSS of a separate scoring process (a Detector scoring each size once, without the
+benchmark's ResNet-50) is measured too. Prints a table; `--json` writes the figures too.
+`--device cuda` times the Detector (ONNX Runtime's CUDA provider, the `gpu` extra) and the
+ResNet-50 on the GPU.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .argtypes import int_at_least, report_error
-from .detector import Detector, image_logit
+from .detector import Detector
 from .errors import HumanmadeError
 
 PROG = "humanmade benchmark"
@@ -58,6 +62,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def resnet50_ms(repeats: int, device: str = "cpu") -> float:
+    import torch
     from torchvision.models import resnet50
 
     model = resnet50(weights=None).eval().to(device)
@@ -71,6 +76,37 @@ def resnet50_ms(repeats: int, device: str = "cpu") -> float:
 
     with torch.inference_mode():
         return _median_ms(forward, repeats)
+
+
+_SCORING_PROCESS = """
+import json, resource, sys
+from detector_core import Detector
+from detector_core.benchmark import synthetic_jpeg
+weights, device, sizes = json.loads(sys.argv[1])
+detector = Detector(weights, device=device)
+for mp in sizes:
+    detector.score(synthetic_jpeg(mp))
+print(json.dumps({
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "torch_loaded": "torch" in sys.modules,
+}))
+"""
+
+
+def scoring_process_figures(
+    weights: Path | None, device: str, sizes_mp: tuple[float, ...]
+) -> dict:
+    """Peak RSS of a fresh process that loads a Detector and scores each size once, and
+    whether it loaded torch: what a web or Celery worker that scores images holds."""
+    arg = json.dumps([str(weights) if weights else None, device, list(sizes_mp)])
+    done = subprocess.run(
+        [sys.executable, "-c", _SCORING_PROCESS, arg],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(
@@ -95,7 +131,7 @@ def run(
     figures: dict = {
         "machine": platform.processor() or platform.machine(),
         "device": device,
-        "torch_threads": torch.get_num_threads(),
+        "experts": list(loaded.experts),
         "model_version": detector.model_version,
         "max_tiles": detector.max_tiles,
         "per_image": [],
@@ -113,13 +149,20 @@ def run(
             "ms_median": _median_ms(lambda d=data: detector.score(d), repeats),
             "ms_median_pixels_only": _median_ms(lambda d=data: pixels_only.score(d), repeats),
             "ms_median_with_stability": _median_ms(lambda d=data: worst_case.score(d), repeats),
-            "ms_trace": _median_ms(
+        }
+        if loaded.model is not None:
+            from .experts.trace import image_logit
+
+            row["ms_trace"] = _median_ms(
                 lambda px=pixels: image_logit(
-                    loaded.model, px, loaded.tile_size, pixels_only.max_tiles, pixels_only.device
+                    loaded.model,
+                    px,
+                    loaded.tile_size,
+                    pixels_only.max_tiles,
+                    pixels_only._trace_device,
                 ),
                 repeats,
-            ),
-        }
+            )
         if pixels_only._clip is not None:
             row["ms_clip"] = _median_ms(lambda im=image: pixels_only._clip.score(im), repeats)
         figures["per_image"].append(row)
@@ -128,6 +171,12 @@ def run(
     figures["batched_images_per_s_0.25mp"] = len(batch) / (batch_ms / 1000)
     figures["resnet50_224_ms"] = resnet50_ms(repeats, device)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    scoring = scoring_process_figures(weights, device, sizes_mp)
+    figures["scoring_process_peak_rss_mb"] = scoring["peak_rss_mb"]
+    figures["scoring_process_loaded_torch"] = scoring["torch_loaded"]
+    import torch
+
+    figures["torch_threads"] = torch.get_num_threads()
     if device != "cpu":
         figures["cuda_device"] = torch.cuda.get_device_name(device)
         figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -162,8 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    if args.device != "cpu" and not torch.cuda.is_available():
-        return report_error(PROG, f"--device {args.device}: no CUDA GPU on this machine")
+    try:
+        import torch
+    except ImportError:
+        return report_error(
+            PROG,
+            "the ResNet-50 reference runs on torch: install the train extra "
+            "(pip install 'humanmade[train]')",
+        )
+    from .cli import device_problem
+
+    problem = device_problem(args.device)
+    if not problem and args.device != "cpu" and not torch.cuda.is_available():
+        problem = "torch sees no CUDA GPU for the ResNet-50 reference"
+    if problem:
+        return report_error(PROG, f"--device {args.device}: {problem}")
     try:
         figures = run(args.weights, args.repeats, args.max_tiles, args.device, args.sizes)
     except HumanmadeError as exc:
@@ -171,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = figures["resnet50_224_ms"]
     where = figures.get("cuda_device") or f"{figures['torch_threads']} torch threads"
     print(
-        f"model {figures['model_version']} on {figures['device']} ({where}), "
-        f"max {figures['max_tiles']} tiles per image"
+        f"model {figures['model_version']} ({'+'.join(figures['experts'])}) on "
+        f"{figures['device']} ({where}), max {figures['max_tiles']} tiles per image"
     )
     print(
         f"{'megapixels':>10} {'size':>11} {'tiles':>6} {'ms (p50)':>9} {'× ResNet-50@224':>16}"
@@ -180,16 +242,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     for row in figures["per_image"]:
         clip = f"{row['ms_clip']:>8.1f}" if "ms_clip" in row else f"{'-':>8}"
+        trace = f"{row['ms_trace']:>8.1f}" if "ms_trace" in row else f"{'-':>8}"
         print(
             f"{row['megapixels']:>10} {row['size']:>11} {row['tiles_scored']:>6} "
             f"{row['ms_median']:>9.1f} {row['ms_median'] / ref:>16.2f}"
             f" {row['ms_median_pixels_only']:>12.1f} {row['ms_median_with_stability']:>11.1f}"
-            f" {row['ms_trace']:>8.1f} {clip}"
+            f" {trace} {clip}"
         )
     print("(ms; +stability: every image re-scored on its copies, as near a cut-off)")
     print(f"batched (16 × 0.25 MP): {figures['batched_images_per_s_0.25mp']:.1f} images/s")
     print(f"ResNet-50 forward, 1×224×224: {ref:.1f} ms")
-    print(f"peak RSS: {figures['peak_rss_mb']:.0f} MB")
+    print(f"peak RSS: {figures['peak_rss_mb']:.0f} MB (this benchmark, ResNet-50 included)")
+    print(
+        f"peak RSS of a scoring process: {figures['scoring_process_peak_rss_mb']:.0f} MB"
+        f" (torch loaded: {'yes' if figures['scoring_process_loaded_torch'] else 'no'})"
+    )
     if "peak_gpu_mb" in figures:
         print(f"peak GPU memory: {figures['peak_gpu_mb']:.0f} MB")
     if args.json:

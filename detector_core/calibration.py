@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,9 @@ class Calibration:
 
 
 def fit_calibration(logits: np.ndarray, targets: np.ndarray, max_iter: int = 200) -> Calibration:
-    """Minimise the log loss of sigmoid(logit / T + b) over T > 0 and b."""
+    """Minimise the log loss of sigmoid(logit / T + b) over T > 0 and b (training only)."""
+    import torch
+
     x = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     y = torch.as_tensor(np.asarray(targets, dtype=np.float64))
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)

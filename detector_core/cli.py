@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
     score.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    score.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, or auto")
+    score.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda (ONNX Runtime's CUDA provider, the gpu extra), or auto",
+    )
 
     info = sub.add_parser(
         "info",
@@ -425,21 +429,25 @@ def _cmd_score(args: argparse.Namespace, prog: str) -> int:
         return EXIT_USAGE
 
 
-def device_problem(device: Any) -> str:
-    """Why a torch device cannot run here, in words; '' when it can.
+def device_problem(device: str) -> str:
+    """Why a device cannot run here, in words; '' when it can.
 
-    Checked before the weights load, because torch's own failure ("Found no NVIDIA driver")
-    comes as a traceback from deep inside the first `.to(device)`.
+    Checked before the weights load, because the runtimes' own failures ("Found no NVIDIA
+    driver") come as tracebacks from deep inside the first inference. The CLIP expert runs
+    on ONNX Runtime; a release with a trace network also runs torch on the same device.
     """
-    import torch
+    name, _, index = device.partition(":")
+    if name not in ("cpu", "cuda", "auto") or (index and not index.isdigit()):
+        return f"unknown device {device!r}; use cpu, cuda (or cuda:N) or auto"
+    if name != "cuda":
+        return ""
+    import onnxruntime as ort
 
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return "no CUDA GPU is usable on this machine (use --device cpu, or auto)"
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            return f"there is no GPU {device.index}; this machine has {torch.cuda.device_count()}"
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        return "Apple's MPS backend is not available here (use --device cpu, or auto)"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return (
+            "no CUDA GPU is usable by ONNX Runtime here (install the gpu extra, "
+            "onnxruntime-gpu; or use --device cpu, or auto)"
+        )
     return ""
 
 
@@ -586,12 +594,15 @@ def _model_info(path: Path) -> dict[str, Any]:
         "sha256_matches_card": None if card_sha is None else card_sha == loaded.sha256,
         "model_card": str(card) if card.is_file() else None,
         "tile_size": loaded.tile_size,
+        "clip_blocks": list(loaded.clip.blocks) if loaded.clip else None,
         "calibration": {
             "temperature": loaded.calibration.temperature,
             "bias": loaded.calibration.bias,
         },
-        "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "architecture": loaded.model.config.backbone,
+        "parameters": (
+            sum(p.numel() for p in loaded.model.parameters()) if loaded.model else None
+        ),
+        "architecture": loaded.model.config.backbone if loaded.model else None,
         "experts": [
             {
                 "name": e.name,

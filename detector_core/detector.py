@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .errors import HumanmadeError, ImageError, WeightsError
 from .experts.clip import ClipEncoder, ClipExpert
-from .experts.trace import PatchModel
 from .heatmap import Heatmap, build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
 from .model_files import file_sha256, require_clip_model
@@ -24,57 +22,37 @@ from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
 from .tiling import MIN_SIDE, Tile, check_min_size, cut_tiles, plan_tiles
 from .verdict import Band, BandCutoffs, DecidedBy, ImageFacts, Verdict
-from .weights import ClipSpec, LoadedWeights, default_weights_path, load_weights, torch_device
+from .weights import ClipSpec, LoadedWeights, default_weights_path, load_weights
 
 if TYPE_CHECKING:
     from .fetch import FetchPolicy
 
 DEFAULT_MAX_TILES = 16
-DEFAULT_BATCH_TILES = 16
 # Log-odds: a score this close to a cut-off is re-checked on re-saved and resized copies.
 DEFAULT_STABILITY_MARGIN = 1.0
 
 
-@torch.inference_mode()
-def tile_patch_logits(
-    model: PatchModel,
-    tiles: np.ndarray,
-    device: torch.device,
-    batch_size: int = DEFAULT_BATCH_TILES,
-) -> np.ndarray:
-    """Raw patch-logit maps (N, h, w) for a stack of equally sized (N, H, W, 3) uint8 tiles."""
-    out = []
-    for start in range(0, len(tiles), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
-        batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        out.append(model.patch_logits(batch)[:, 0].float().cpu().numpy())
-    return np.concatenate(out)
+def onnx_providers(device: str | None) -> tuple[str, ...]:
+    """ONNX Runtime providers for a device name: cpu, cuda (or cuda:N), or auto."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    name = (device or "cpu").split(":")[0]
+    if name == "cpu":
+        return ("CPUExecutionProvider",)
+    if name in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+        return ("CUDAExecutionProvider", "CPUExecutionProvider")
+    if name == "auto":
+        return ("CPUExecutionProvider",)
+    raise ValueError(
+        f"device {device!r} is not available to ONNX Runtime here (it offers "
+        f"{', '.join(available)}); for a GPU install the gpu extra (onnxruntime-gpu)"
+    )
 
 
-def tile_logits(
-    model: PatchModel,
-    tiles: np.ndarray,
-    device: torch.device,
-    batch_size: int = DEFAULT_BATCH_TILES,
-) -> np.ndarray:
-    """Raw logits for a stack of equally sized (N, H, W, 3) uint8 tiles: mean patch logit."""
-    return tile_patch_logits(model, tiles, device, batch_size).mean(axis=(1, 2))
-
-
-def image_logit(
-    model: PatchModel,
-    pixels: np.ndarray,
-    tile_size: int,
-    max_tiles: int,
-    device: torch.device,
-) -> tuple[float, np.ndarray]:
-    """The image's raw logit (mean over its tiles) and the per-tile logits."""
-    tiles = plan_tiles(pixels.shape[1], pixels.shape[0], tile_size, max_tiles)
-    logits = tile_logits(model, cut_tiles(pixels, tiles), device)
-    return float(logits.mean()), logits
-
-
-def load_clip_expert(spec: ClipSpec, path: Path | None = None) -> ClipExpert:
+def load_clip_expert(
+    spec: ClipSpec, path: Path | None = None, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+) -> ClipExpert:
     """The CLIP expert a release describes, on the cached encoder it was trained with."""
     path = require_clip_model(path)
     actual = file_sha256(path)
@@ -83,7 +61,9 @@ def load_clip_expert(spec: ClipSpec, path: Path | None = None) -> ClipExpert:
             f"The CLIP model at {path} (sha256 {actual[:12]}…) is not the one these weights "
             f"were trained with ({spec.encoder_sha256[:12]}…). Run `humanmade setup` again."
         )
-    return ClipExpert(ClipEncoder(path), spec.head, spec.max_crops)
+    return ClipExpert(
+        ClipEncoder(path, blocks=spec.blocks, providers=providers), spec.head, spec.max_crops
+    )
 
 
 def _check_size(decoded: DecodedImage) -> None:
@@ -135,7 +115,7 @@ class Detector:
         self.max_tiles = max_tiles
         self.limits = limits or IntakeLimits()
         self.fetch_policy = fetch_policy
-        self.device = torch_device(device)
+        self.device = device or "cpu"
         self.stability_check = stability_check
         self.provenance = provenance
         self.clip_model = Path(clip_model) if clip_model is not None else None
@@ -143,6 +123,7 @@ class Detector:
         self.stability_margin = stability_margin
         self._loaded: LoadedWeights | None = None
         self._clip: ClipExpert | None = None
+        self._trace_device = None
         self._lock = threading.Lock()
 
     def load(self) -> LoadedWeights:
@@ -155,9 +136,15 @@ class Detector:
             with self._lock:
                 if self._loaded is None:
                     loaded = load_weights(self.weights_path, self.expected_sha256)
-                    loaded.model.to(self.device)
+                    if loaded.model is not None:
+                        from .experts.trace import torch_device
+
+                        self._trace_device = torch_device(self.device)
+                        loaded.model.to(self._trace_device)
                     if loaded.clip is not None:
-                        self._clip = load_clip_expert(loaded.clip, self.clip_model)
+                        self._clip = load_clip_expert(
+                            loaded.clip, self.clip_model, onnx_providers(self.device)
+                        )
                     self._loaded = loaded
         return self._loaded
 
@@ -318,7 +305,11 @@ class Detector:
                     decided_by = DecidedBy.PROVENANCE
                 band = combined
                 reasons += evidence_reasons
-            trace_calibrate = loaded.expert_calibration("trace").probability
+            # The regions the verdict lists: the trace network's tiles where the release has
+            # one, else the CLIP crops, each in its own expert's probability.
+            region_expert = "trace" if scores.trace_maps else "clip"
+            region_maps = scores.trace_maps or scores.clip_maps
+            region_calibrate = loaded.expert_calibration(region_expert).probability
             driver = loaded.driver(scores.logits)
             verdicts.append(
                 Verdict(
@@ -333,9 +324,9 @@ class Detector:
                         n_bytes=image.n_bytes,
                     ),
                     elapsed_ms=elapsed_ms,
-                    tiles_scored=len(scores.trace_maps),
+                    tiles_scored=len(region_maps),
                     tile_probabilities=tuple(
-                        float(trace_calibrate(m.mean())) for m in scores.trace_maps
+                        float(region_calibrate(m.mean())) for m in region_maps
                     ),
                     unstable=bool(flipped),
                     variant_probabilities=tuple(variant_probs.items()),
@@ -366,6 +357,26 @@ class Detector:
     ) -> list[ExpertScores]:
         """Every expert's raw logit and patch maps for each (pixels, PIL image) input."""
         loaded = self.loaded
+        out = [ExpertScores(logits={}) for _ in inputs]
+        if loaded.model is not None:
+            self._trace_scores(inputs, max_tiles, out)
+        if self._clip is not None:
+            for (_, image), scores in zip(inputs, out, strict=True):
+                logit, boxes, clip_maps = self._clip.score(image, clip_crops)
+                scores.logits["clip"] = logit
+                scores.clip_boxes, scores.clip_maps = boxes, clip_maps
+        return out
+
+    def _trace_scores(
+        self,
+        inputs: Sequence[tuple[np.ndarray, Image.Image]],
+        max_tiles: int,
+        out: list[ExpertScores],
+    ) -> None:
+        """The trace network's tiles, batched across inputs by tile shape (torch)."""
+        from .experts.trace import tile_patch_logits
+
+        loaded = self.loaded
         plans = [
             plan_tiles(px.shape[1], px.shape[0], loaded.tile_size, max_tiles) for px, _ in inputs
         ]
@@ -375,22 +386,14 @@ class Detector:
                 by_shape[tile.shape[:2]].append((j, tile))
         maps: list[list[np.ndarray]] = [[] for _ in inputs]
         for entries in by_shape.values():
-            patch = tile_patch_logits(loaded.model, np.stack([t for _, t in entries]), self.device)
+            patch = tile_patch_logits(
+                loaded.model, np.stack([t for _, t in entries]), self._trace_device
+            )
             for (j, _), patch_map in zip(entries, patch, strict=True):
                 maps[j].append(patch_map)
-        out = []
-        for j, (_, image) in enumerate(inputs):
-            scores = ExpertScores(
-                logits={"trace": float(np.mean([m.mean() for m in maps[j]]))},
-                trace_tiles=plans[j],
-                trace_maps=maps[j],
-            )
-            if self._clip is not None:
-                logit, boxes, clip_maps = self._clip.score(image, clip_crops)
-                scores.logits["clip"] = logit
-                scores.clip_boxes, scores.clip_maps = boxes, clip_maps
-            out.append(scores)
-        return out
+        for j, scores in enumerate(out):
+            scores.logits["trace"] = float(np.mean([m.mean() for m in maps[j]]))
+            scores.trace_tiles, scores.trace_maps = plans[j], maps[j]
 
     def expert_logits(self, pixels: np.ndarray) -> dict[str, float]:
         """Each expert's raw logit for an RGB uint8 array, as `score` computes them before
@@ -405,8 +408,8 @@ class ExpertScores:
     """One image's raw logit per expert, and where each expert looked."""
 
     logits: dict[str, float]
-    trace_tiles: list[Tile]
-    trace_maps: list[np.ndarray]
+    trace_tiles: list[Tile] = field(default_factory=list)
+    trace_maps: list[np.ndarray] = field(default_factory=list)
     clip_boxes: list[Tile] = field(default_factory=list)
     clip_maps: list[np.ndarray] = field(default_factory=list)
 

@@ -1,4 +1,8 @@
-"""Saving and loading released weights, with the integrity check against the model card."""
+"""Saving and loading released weights, with the integrity check against the model card.
+
+Scoring needs no torch: the file is read as numpy arrays, and only a release that carries a
+trace network (v0.1.0, v0.2.0) builds it, with torch (the `train` extra).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,19 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from .calibration import Calibration
 from .errors import WeightsError
-from .experts.clip import DEFAULT_MAX_CROPS, ClipHead
-from .experts.trace import ModelConfig, PatchModel, build_model
+from .experts.clip import DEFAULT_MAX_CROPS, LAST_BLOCK, ClipHead
 from .fusion import Fusion
+
+if TYPE_CHECKING:
+    from .experts.trace import PatchModel
 from .model_files import file_sha256
 from .verdict import BandCutoffs
 
@@ -35,10 +42,11 @@ _CARD_SHA_LINE = re.compile(r"sha256 of `(?P<name>[^`]+)`: `(?P<sha>[0-9a-f]{64}
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    model: PatchModel
+    # The trace network (torch), or None for a release without one.
+    model: PatchModel | None
     calibration: Calibration
     version: str
-    tile_size: int
+    tile_size: int | None
     sha256: str
     path: Path
     metadata: dict[str, str]
@@ -77,14 +85,22 @@ class LoadedWeights:
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """What a release needs of the CLIP expert: its head, crop cap and the encoder's sha256."""
+    """What a release needs of the CLIP expert: its head, crop cap, the encoder's sha256 and
+    the blocks whose tokens the head reads (v0.2.0: the last one only)."""
 
     head: ClipHead
     encoder_sha256: str
     max_crops: int = DEFAULT_MAX_CROPS
+    blocks: tuple[int, ...] = (LAST_BLOCK,)
 
     def to_json(self) -> str:
-        return json.dumps({"encoder_sha256": self.encoder_sha256, "max_crops": self.max_crops})
+        return json.dumps(
+            {
+                "encoder_sha256": self.encoder_sha256,
+                "max_crops": self.max_crops,
+                "blocks": list(self.blocks),
+            }
+        )
 
 
 def default_weights_path() -> Path:
@@ -110,10 +126,10 @@ def card_sha256(weights_path: Path) -> str | None:
 
 def save_weights(
     path: Path,
-    model: PatchModel,
+    model: PatchModel | None,
     calibration: Calibration,
     version: str,
-    tile_size: int,
+    tile_size: int | None,
     extra: dict[str, str] | None = None,
     cutoffs: BandCutoffs | None = None,
     clip: ClipSpec | None = None,
@@ -122,26 +138,35 @@ def save_weights(
     """Write a safetensors release; returns its sha256 for the model card.
 
     `cutoffs`: band cut-offs chosen for this calibration (e.g. by `humanmade calibrate`);
-    without them a Detector falls back to the defaults. `clip` and `fusion`: the second
-    expert and how the two are combined (see `training.fuse`).
+    without them a Detector falls back to the defaults. `model`: the trace network, or None
+    for a release without one. `clip` and `fusion`: the CLIP expert and how the experts are
+    combined (see `training.fuse`).
     """
+    if model is None and clip is None:
+        raise ValueError("a release needs a trace network, a CLIP head or both")
     metadata = {
         "format": FORMAT_TAG,
         "version": version,
-        "config": model.config.to_json(),
         "calibration": json.dumps(
             {"temperature": calibration.temperature, "bias": calibration.bias}
         ),
-        "tile_size": str(tile_size),
         **(extra or {}),
     }
+    state: dict[str, np.ndarray] = {}
+    if model is not None:
+        from .experts.trace import model_state
+
+        if tile_size is None:
+            raise ValueError("a trace network needs its tile size")
+        metadata["config"] = model.config.to_json()
+        metadata["tile_size"] = str(tile_size)
+        state.update(model_state(model))
     if cutoffs is not None:
         metadata["cutoffs"] = json.dumps({"human": cutoffs.human, "ai": cutoffs.ai})
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if clip is not None:
         metadata["clip"] = clip.to_json()
         for name, value in clip.head.state().items():
-            state[CLIP_PREFIX + name] = torch.from_numpy(value.copy())
+            state[CLIP_PREFIX + name] = value.copy()
     if fusion is not None:
         metadata["fusion"] = fusion.to_json()
     path = Path(path)
@@ -194,10 +219,10 @@ def output_problem(path: Path, *inputs: Path | None) -> str | None:
     return None
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """(metadata, tensors) of a humanmade weights file, unverified; WeightsError if unusable."""
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(path), framework="np") as fh:
             metadata = dict(fh.metadata() or {})
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -236,24 +261,27 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
     metadata, state = read_safetensors(path)
     try:
         clip_keys = [k for k in state if k.startswith(CLIP_PREFIX)]
-        clip_state = {k[len(CLIP_PREFIX) :]: state.pop(k).numpy() for k in clip_keys}
+        clip_state = {k[len(CLIP_PREFIX) :]: state.pop(k) for k in clip_keys}
         clip = _read_clip(metadata.get("clip"), clip_state)
         fusion = (
             Fusion.from_json(metadata["fusion"]) if "fusion" in metadata else Fusion.single("trace")
         )
-        if set(fusion.names) - {"trace", "clip"} or ("clip" in fusion.names) != (clip is not None):
+        has_trace = "config" in metadata
+        if (
+            set(fusion.names) - {"trace", "clip"}
+            or ("clip" in fusion.names) != (clip is not None)
+            or ("trace" in fusion.names) != has_trace
+        ):
             raise ValueError(f"fusion experts {fusion.names} do not match the stored networks")
-        model = build_model(ModelConfig.from_json(metadata["config"]))
-        model.load_state_dict(state, strict=True)
+        if not has_trace and state:
+            raise ValueError(f"{len(state)} tensors belong to no expert")
+        model = _load_trace(path, metadata["config"], state) if has_trace else None
+        tile_size = int(metadata["tile_size"]) if has_trace else None
         cal = json.loads(metadata["calibration"])
         calibration = Calibration(float(cal["temperature"]), float(cal["bias"]))
-        tile_size = int(metadata["tile_size"])
         cutoffs = _read_cutoffs(metadata.get("cutoffs"))
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path.name} has inconsistent contents: {exc}") from exc
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     return LoadedWeights(
         model=model,
         calibration=calibration,
@@ -268,16 +296,34 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
     )
 
 
+def _load_trace(path: Path, config: str, state: dict[str, np.ndarray]) -> Any:
+    """The release's trace network; it runs on torch, which scoring otherwise never needs."""
+    try:
+        from .experts.trace import load_model
+    except ImportError as exc:
+        raise WeightsError(
+            f"{path.name} carries a trace network, which runs on torch, and torch is not "
+            "installed: install the training extra (pip install 'humanmade[train]') or use "
+            "a release without a trace network (the default one)."
+        ) from exc
+    return load_model(config, state)
+
+
 def _read_clip(text: str | None, state: dict) -> ClipSpec | None:
     if not text and not state:
         return None
     if not text:
         raise ValueError("clip head tensors without clip metadata")
     raw = json.loads(text)
+    blocks = tuple(int(b) for b in raw.get("blocks", [LAST_BLOCK]))
+    valid = all(0 <= b <= LAST_BLOCK for b in blocks)
+    if not blocks or len(set(blocks)) != len(blocks) or not valid:
+        raise ValueError(f"clip blocks {blocks} are not distinct blocks 0…{LAST_BLOCK}")
     return ClipSpec(
-        head=ClipHead.from_state(state),
+        head=ClipHead.from_state(state, n_blocks=len(blocks)),
         encoder_sha256=str(raw["encoder_sha256"]),
         max_crops=int(raw.get("max_crops", DEFAULT_MAX_CROPS)),
+        blocks=blocks,
     )
 
 
@@ -289,9 +335,3 @@ def _read_cutoffs(text: str | None) -> BandCutoffs:
     if not isinstance(raw, dict):
         raise ValueError(f"cutoffs is not a JSON object: {text!r}")
     return BandCutoffs(human=float(raw["human"]), ai=float(raw["ai"]))
-
-
-def torch_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

@@ -33,4 +33,5 @@ class FakeEncoder:
         x = crops.astype(np.float32) / 255.0
         patches = x.reshape(len(crops), 14, 16, 14, 16, 3).mean(axis=(2, 4)).reshape(-1, 196, 3)
         patches = np.tile(patches, (1, 1, 256))
-        return patches.mean(axis=1), patches
+        # (N, blocks=1, 768) and (N, 1, 196, 768), as the real encoder reading one block.
+        return patches.mean(axis=1)[:, None], patches[:, None]

@@ -40,9 +40,13 @@ def test_benchmark_reports_every_figure(tiny_weights, tmp_path, capsys):
     assert figures["resnet50_224_ms"] > 0
     assert figures["batched_images_per_s_0.25mp"] > 0
     assert figures["peak_rss_mb"] > 0
+    # The separate scoring process of a trace release loads torch; its RSS is its own.
+    assert figures["scoring_process_peak_rss_mb"] > 0
+    assert figures["scoring_process_loaded_torch"] is True
     assert figures["model_version"] == "test-0" and figures["device"] == "cpu"
+    assert figures["experts"] == ["trace"]
     printed = capsys.readouterr().out
-    assert "× ResNet-50@224" in printed and "peak RSS" in printed
+    assert "× ResNet-50@224" in printed and "peak RSS of a scoring process" in printed
 
 
 @pytest.mark.parametrize("sizes", ["0", "abc", "1,,2", "nan", "100"])

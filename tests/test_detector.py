@@ -16,13 +16,14 @@ import torch
 from conftest import encode, make_image
 
 from detector_core import weights as weights_module
-from detector_core.detector import Detector, image_logit
+from detector_core.detector import Detector
 from detector_core.errors import (
     BlockedURLError,
     ImageTooSmallError,
     NotAnImageError,
     WeightsError,
 )
+from detector_core.experts.trace import image_logit
 from detector_core.fetch import FetchPolicy
 from detector_core.tiling import cut_tiles, plan_tiles
 from detector_core.verdict import Band, BandCutoffs, Verdict

@@ -46,7 +46,7 @@ def fused_weights(tmp_path, monkeypatch):
     (tmp_path / "README.md").write_text(f"- sha256 of `fused.safetensors`: `{sha}`\n")
     encoders: list[FakeEncoder] = []
 
-    def fake_clip(spec, path=None):
+    def fake_clip(spec, path=None, providers=None):
         encoders.append(FakeEncoder())
         return ClipExpert(encoders[-1], spec.head, spec.max_crops)  # type: ignore[arg-type]
 

@@ -1,21 +1,27 @@
-"""The semantic expert: CLIP ViT-B/16 tokens with a linear head.
+"""The semantic expert: CLIP ViT-B/16 tokens, read from several blocks, with a linear head.
 
 Detectors that generalise to unseen generators stand on large pretrained features; CLIP's
 capture what generated content looks like (lighting, texture, rendering of detail) where the
-trace networks look for decoder statistics, and the two fail on different images.
+trace networks look for decoder statistics, and the two fail on different images. Frozen-CLIP
+detectors generalise better when they read the intermediate blocks too (RINE, ECCV 2024):
+the early and middle blocks keep low-level traces that the last block has turned into
+semantics. The residual stream after every block is already computed by the graph, so
+reading it costs no extra compute, only extra graph outputs.
 
-The encoder runs OpenAI CLIP ViT-B/16's image tower as an int8 ONNX graph (ONNX Runtime, CPU)
-on 224×224 crops taken at the image's native resolution: resizing a large image to 224 px
+The encoder runs OpenAI CLIP ViT-B/16's image tower as an int8 ONNX graph (ONNX Runtime) on
+224×224 crops taken at the image's native resolution: resizing a large image to 224 px
 throws away most of its pixels, so only images smaller than a crop are resized (up).
 
-The head is linear in two token summaries, the class token and the mean patch token. Because
-it is linear, the image logit is exactly the mean of per-patch logits
-`w_cls·cls + w_patch·patch_t + b`, which gives the patch map for the heatmap for free.
+The head is linear in two token summaries per block read, the class token and the mean patch
+token, each standardised. Because it is linear, the image logit is exactly the mean of
+per-patch logits `Σ_b (w_cls,b·cls_b + w_patch,b·patch_b,t) + bias`, which gives the patch map
+for the heatmap for free.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,8 @@ from ..tiling import Tile, plan_tiles
 CROP = 224
 PATCH = 16
 TOKENS = 768
+BLOCKS = 12
+LAST_BLOCK = BLOCKS - 1
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 DEFAULT_MAX_CROPS = 4
@@ -95,20 +103,58 @@ def normalise(crops: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-class ClipEncoder:
-    """The int8 CLIP image tower in ONNX Runtime: crops → (class token, patch tokens).
+def block_output_name(block: int) -> str:
+    """The graph tensor holding the residual stream after `block` (0-based, not the last)."""
+    return f"/vision_model/encoder/layers.{block}/Add_1_output_0"
 
+
+def _session_bytes(path: Path, blocks: Sequence[int]) -> bytes | str:
+    """The graph to load: the file itself, or (for intermediate blocks) a copy in memory
+    whose extra outputs are those blocks' residual streams."""
+    extra = [b for b in blocks if b != LAST_BLOCK]
+    if not extra:
+        return str(path)
+    import onnx
+
+    model = onnx.load(str(path))
+    known = {node_output for node in model.graph.node for node_output in node.output}
+    for block in extra:
+        name = block_output_name(block)
+        if name not in known:
+            raise ValueError(f"the CLIP graph has no output for block {block} ({name})")
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return model.SerializeToString()
+
+
+class ClipEncoder:
+    """The int8 CLIP image tower in ONNX Runtime: crops → class and patch tokens per block.
+
+    `blocks`: which blocks' residual streams to return (0-based; 11 is the final hidden state).
     The graph quantizes its activations with one scale per input tensor, so a crop's tokens
     depend on the other crops in its batch. `batch_size=1` (the default, what scoring uses)
     encodes each crop alone: a verdict never depends on what else was scored with it.
-    Thread-safe (ONNX Runtime sessions allow concurrent `run`); the session is built lazily.
+    `providers`: ONNX Runtime execution providers (default CPU; CUDA where onnxruntime-gpu is
+    installed). Thread-safe (ONNX Runtime sessions allow concurrent `run`); the session is
+    built lazily.
     """
 
-    def __init__(self, path: Path, threads: int | None = None, batch_size: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None = None,
+        batch_size: int = 1,
+        blocks: Sequence[int] = (LAST_BLOCK,),
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
         self.path = Path(path)
         self.threads = threads
         self.batch_size = batch_size
+        self.blocks = tuple(int(b) for b in blocks)
+        if not self.blocks or any(not 0 <= b < BLOCKS for b in self.blocks):
+            raise ValueError(f"CLIP blocks must be in 0…{LAST_BLOCK}, got {blocks}")
+        self.providers = tuple(providers)
         self._session = None
+        self._outputs: list[str] = []
         self._lock = threading.Lock()
 
     def _get_session(self):  # noqa: ANN202 - onnxruntime is imported lazily
@@ -122,29 +168,40 @@ class ClipEncoder:
                         options.intra_op_num_threads = self.threads
                     # Quiet: ORT warns about unused initializers of the quantized graph.
                     options.log_severity_level = 3
-                    self._session = ort.InferenceSession(
-                        str(self.path), options, providers=["CPUExecutionProvider"]
+                    session = ort.InferenceSession(
+                        _session_bytes(self.path, self.blocks),
+                        options,
+                        providers=list(self.providers),
                     )
+                    hidden = session.get_outputs()[1].name
+                    self._outputs = [
+                        hidden if b == LAST_BLOCK else block_output_name(b) for b in self.blocks
+                    ]
+                    self._session = session
         return self._session
 
     def tokens(
         self, crops: np.ndarray, batch_size: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Class tokens (N, 768) and patch tokens (N, 196, 768) of the final layer."""
+        """Class tokens (N, B, 768) and patch tokens (N, B, 196, 768) of the B blocks read."""
         session = self._get_session()
         step = batch_size or self.batch_size
         cls_out, patch_out = [], []
         for start in range(0, len(crops), step):
             x = normalise(crops[start : start + step])
-            _, hidden = session.run(None, {"pixel_values": x})
-            cls_out.append(hidden[:, 0])
-            patch_out.append(hidden[:, 1:])
+            streams = np.stack(session.run(self._outputs, {"pixel_values": x}), axis=1)
+            cls_out.append(streams[:, :, 0])
+            patch_out.append(streams[:, :, 1:])
         return np.concatenate(cls_out), np.concatenate(patch_out)
 
 
 @dataclass(frozen=True, eq=False)
 class ClipHead:
-    """Standardise both token summaries, then one linear layer (see the module docstring)."""
+    """Standardise both token summaries of each block read, then one linear layer.
+
+    Every tensor but `bias` has B·768 values, block after block, in the order of the
+    release's `blocks` (see `weights.ClipSpec`).
+    """
 
     cls_mean: np.ndarray
     cls_std: np.ndarray
@@ -164,20 +221,31 @@ class ClipHead:
         "bias",
     )
 
+    @property
+    def n_blocks(self) -> int:
+        return self.cls_weight.size // TOKENS
+
+    def _shared(self, cls: np.ndarray) -> np.ndarray:
+        flat = cls.reshape(len(cls), -1)
+        return ((flat - self.cls_mean) / self.cls_std) @ self.cls_weight + self.bias
+
     def logits(self, cls: np.ndarray, patch_summary: np.ndarray) -> np.ndarray:
-        """Image-level logits from class tokens (N, 768) and mean patch tokens (N, 768)."""
-        return (
-            ((cls - self.cls_mean) / self.cls_std) @ self.cls_weight
-            + ((patch_summary - self.patch_mean) / self.patch_std) @ self.patch_weight
-            + self.bias
-        )
+        """Image-level logits from class tokens and mean patch tokens, each (N, B, 768)
+        (or (N, 768) for a one-block head)."""
+        flat = patch_summary.reshape(len(patch_summary), -1)
+        return self._shared(cls) + ((flat - self.patch_mean) / self.patch_std) @ self.patch_weight
 
     def patch_logits(self, cls: np.ndarray, patches: np.ndarray) -> np.ndarray:
-        """(N, 14, 14) patch logits; their mean per crop equals `logits` on the same crop."""
-        shared = ((cls - self.cls_mean) / self.cls_std) @ self.cls_weight + self.bias
-        own = ((patches - self.patch_mean) / self.patch_std) @ self.patch_weight
-        side = int(round(np.sqrt(patches.shape[1])))
-        return (own + shared[:, None]).reshape(len(cls), side, side)
+        """(N, 14, 14) patch logits from class tokens (N, B, 768) and patch tokens
+        (N, B, P, 768); their mean per crop equals `logits` on the same crop."""
+        n, blocks = len(cls), self.n_blocks
+        patches = patches.reshape(n, blocks, -1, TOKENS)
+        mean = self.patch_mean.reshape(blocks, 1, TOKENS)
+        std = self.patch_std.reshape(blocks, 1, TOKENS)
+        weight = self.patch_weight.reshape(blocks, 1, TOKENS)
+        own = (((patches - mean) / std) * weight).sum(axis=(1, 3))
+        side = int(round(np.sqrt(patches.shape[2])))
+        return (own + self._shared(cls)[:, None]).reshape(n, side, side)
 
     def state(self) -> dict[str, np.ndarray]:
         return {
@@ -186,11 +254,14 @@ class ClipHead:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> ClipHead:
+    def from_state(cls, state: dict[str, np.ndarray], n_blocks: int = 1) -> ClipHead:
         values = {name: np.asarray(state[name], dtype=np.float32) for name in cls.TENSOR_NAMES}
         for name in cls.TENSOR_NAMES[:-1]:
-            if values[name].shape != (TOKENS,):
-                raise ValueError(f"clip head tensor {name} has shape {values[name].shape}")
+            if values[name].shape != (n_blocks * TOKENS,):
+                raise ValueError(
+                    f"clip head tensor {name} has shape {values[name].shape}, "
+                    f"not ({n_blocks * TOKENS},) for {n_blocks} block(s)"
+                )
         values["bias"] = float(values["bias"].reshape(-1)[0])
         return cls(**values)
 

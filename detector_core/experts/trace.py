@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -136,6 +137,72 @@ def build_model(config: ModelConfig, pretrained: bool = False) -> PatchModel:
     if config.backbone == "efficientnet-lite0":
         return EfficientLiteNet(config, pretrained=pretrained)
     raise ValueError(f"unknown backbone {config.backbone!r}")
+
+
+def load_model(config_json: str, state: dict[str, np.ndarray]) -> PatchModel:
+    """A frozen network in eval mode from a release's config and (numpy) tensors."""
+    model = build_model(ModelConfig.from_json(config_json))
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def model_state(model: PatchModel) -> dict[str, np.ndarray]:
+    """The network's tensors as numpy arrays, as a release stores them."""
+    return {k: v.detach().contiguous().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def torch_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+DEFAULT_BATCH_TILES = 16
+
+
+@torch.inference_mode()
+def tile_patch_logits(
+    model: PatchModel,
+    tiles: np.ndarray,
+    device: torch.device | str = "cpu",
+    batch_size: int = DEFAULT_BATCH_TILES,
+) -> np.ndarray:
+    """Raw patch-logit maps (N, h, w) for a stack of equally sized (N, H, W, 3) uint8 tiles."""
+    device = torch.device(device)
+    out = []
+    for start in range(0, len(tiles), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
+        batch = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        out.append(model.patch_logits(batch)[:, 0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def tile_logits(
+    model: PatchModel,
+    tiles: np.ndarray,
+    device: torch.device | str = "cpu",
+    batch_size: int = DEFAULT_BATCH_TILES,
+) -> np.ndarray:
+    """Raw logits for a stack of equally sized (N, H, W, 3) uint8 tiles: mean patch logit."""
+    return tile_patch_logits(model, tiles, device, batch_size).mean(axis=(1, 2))
+
+
+def image_logit(
+    model: PatchModel,
+    pixels: np.ndarray,
+    tile_size: int,
+    max_tiles: int,
+    device: torch.device | str = "cpu",
+) -> tuple[float, np.ndarray]:
+    """The image's raw logit (mean over its tiles) and the per-tile logits."""
+    from ..tiling import cut_tiles, plan_tiles
+
+    tiles = plan_tiles(pixels.shape[1], pixels.shape[0], tile_size, max_tiles)
+    logits = tile_logits(model, cut_tiles(pixels, tiles), device)
+    return float(logits.mean()), logits
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..experts.clip import CROP, ClipEncoder, cut_crops, upscale_to_crop
+from ..experts.clip import BLOCKS, CROP, TOKENS, ClipEncoder, cut_crops, upscale_to_crop
 from ..intake import IntakeLimits, load_image
 from ..model_files import cache_dir
 from .data import AugmentConfig, augment
@@ -35,7 +35,13 @@ class ImageRef:
 
 
 def features_dir(model_sha256: str) -> Path:
-    return cache_dir() / "features" / f"clip-{model_sha256[:12]}"
+    """Where the features of every block are kept (heads pick the blocks they read)."""
+    return cache_dir() / "features" / f"clip-{model_sha256[:12]}-blocks"
+
+
+def block_encoder(path: Path) -> ClipEncoder:
+    """The encoder that feature extraction runs: every block's residual stream."""
+    return ClipEncoder(path, blocks=tuple(range(BLOCKS)))
 
 
 def view_crop(image: Image.Image, sha256: str, view: int) -> np.ndarray:
@@ -48,7 +54,8 @@ def view_crop(image: Image.Image, sha256: str, view: int) -> np.ndarray:
 
 
 class FeatureCache:
-    """(class token, mean patch token) per (image sha256, view), as float16 .npy files.
+    """(class token, mean patch token) of every block per (image sha256, view): (2, 12, 768)
+    float16 .npy files.
 
     `batch`: the encoder's batch size, part of the key because the int8 graph's tokens
     depend on it (see `ClipEncoder`); `also`: other batch sizes whose features will do
@@ -89,14 +96,17 @@ def extract(
     cache: FeatureCache,
     progress: bool = True,
 ) -> np.ndarray:
-    """(len(refs), views, 2, 768) float32 features, encoding only what the cache lacks.
-
-    Crops go to the encoder in batches of `cache.batch`, as the cache's key says.
+    """(len(refs), views, 2, 12, 768) float32 features (class and mean patch token of each
+    block), encoding only what the cache lacks. `encoder` reads every block
+    (`block_encoder`). Crops go to the encoder in batches of `cache.batch`, as the cache's
+    key says.
     """
     from tqdm import tqdm
 
     limits = IntakeLimits()
-    out = np.zeros((len(refs), views, 2, 768), dtype=np.float32)
+    if encoder.blocks != tuple(range(BLOCKS)):
+        raise ValueError("feature extraction reads every block: use block_encoder()")
+    out = np.zeros((len(refs), views, 2, BLOCKS, TOKENS), dtype=np.float32)
     todo: list[tuple[int, int]] = []
     for i, ref in enumerate(refs):
         for v in range(views):
@@ -111,7 +121,7 @@ def extract(
 
     def flush() -> None:
         cls, patches = encoder.tokens(np.stack([crop for _, _, crop in pending]), cache.batch)
-        summary = np.stack([cls, patches.mean(axis=1)], axis=1)
+        summary = np.stack([cls, patches.mean(axis=2)], axis=1)
         for (i, v, _), feats in zip(pending, summary, strict=True):
             cache.put(refs[i].sha256, v, feats)
             out[i, v] = feats
@@ -128,3 +138,25 @@ def extract(
         flush()
     bar.close()
     return out
+
+
+def extract_cached_views(
+    refs: Sequence[ImageRef],
+    views: int,
+    encoder: ClipEncoder,
+    cache: FeatureCache,
+    progress: bool = True,
+) -> tuple[np.ndarray, int]:
+    """Like `extract`, but only view 0 is encoded when missing; an augmented view that the
+    cache lacks is replaced by view 0 (so that image counts once, unaugmented). Returns the
+    features and how many views were replaced: for runs whose encoder time is short."""
+    out = np.repeat(extract(refs, 1, encoder, cache, progress), views, axis=1)
+    replaced = 0
+    for i, ref in enumerate(refs):
+        for v in range(1, views):
+            cached = cache.get(ref.sha256, v)
+            if cached is None:
+                replaced += 1
+            else:
+                out[i, v] = cached
+    return out, replaced

@@ -32,8 +32,8 @@ from ..calibration import (
     fit_calibration,
     reliability_bins,
 )
-from ..detector import DEFAULT_MAX_TILES, Detector, image_logit
-from ..experts.trace import PatchModel
+from ..detector import DEFAULT_MAX_TILES, Detector
+from ..experts.trace import PatchModel, image_logit
 from ..tiling import MIN_SIDE
 from ..verdict import Band, BandCutoffs
 from ..weights import LoadedWeights, default_weights_path, load_weights

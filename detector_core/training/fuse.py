@@ -4,14 +4,18 @@ The steps, and why each is held out the way it is:
 
 1. Rows: the shared dataset and, if given, the registry corpus (`humanmade data build`),
    less reserved sources and sealed-set originals; at most `--cap` images per source.
-2. The CLIP head is a logistic regression on frozen token summaries of every view of the
-   `train` rows (both datasets), class- and source-balanced; its L2 strength is chosen by
-   cross-validation grouped by source on `train` alone.
+2. The CLIP head is a logistic regression on frozen token summaries (class and mean patch
+   token of the blocks it reads) of every view of the `train` rows (both datasets), class-
+   and source-balanced; which blocks, the patch part's weight and the L2 strength are chosen
+   by cross-validation grouped by source on `train` alone (`clip_head`).
 3. The fusion set is every image neither expert was trained on: the shared `val` split and
    the whole corpus (the trace network never saw it). Corpus `train` rows get out-of-fold
    CLIP logits (head fitted without their source's fold); `val` rows the final head's.
 4. Per-expert calibration and fusion weights are fitted on the fusion set; every figure
    reported is cross-fitted (fitted on the other source folds, measured on the held one).
+   Each expert's marginal value is the cross-fitted figure of the fusion with and without
+   it; `--experts` says which experts the release keeps (an expert that does not earn its
+   cost is left out, and with the trace network out, scoring needs no torch).
 5. The `likely_ai` cut-off is the lowest at which at most `--max-human-fpr` of the human
    images of each kind (with enough images to tell) reach it, on cross-fitted probabilities.
 """
@@ -22,37 +26,56 @@ import argparse
 import hashlib
 import json
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..argtypes import fraction, int_at_least, report_error
 from ..calibration import Calibration, fit_calibration
-from ..detector import DEFAULT_MAX_TILES, image_logit
-from ..experts.clip import DEFAULT_MAX_CROPS, ClipEncoder, ClipHead
+from ..detector import DEFAULT_MAX_TILES
+from ..experts.clip import DEFAULT_MAX_CROPS, ClipHead
+from ..experts.trace import image_logit
 from ..fusion import FusedExpert, Fusion
 from ..intake import IntakeLimits, load_image
 from ..model_files import CLIP_SHA256, cache_dir, file_sha256, require_clip_model
 from ..verdict import BandCutoffs
 from ..weights import ClipSpec, default_weights_path, load_weights, output_problem, save_weights
-from .clip_features import FeatureCache, ImageRef, extract, features_dir
+from .clip_features import (
+    FeatureCache,
+    ImageRef,
+    block_encoder,
+    extract,
+    extract_cached_views,
+    features_dir,
+)
+from .clip_head import (
+    ALL_BLOCKS,
+    FOLDS,
+    HeadConfig,
+    best_config,
+    choose_config,
+    fit_logistic,
+    head_logits,
+    train_head,
+)
 from .data import ManifestRow, balanced_weights, default_dataset_dir, read_manifest
 from .evaluate import CONTENT_GROUPS, build_report, headline, write_plots
-from .loso import family_of
-from .metrics import roc_auc, tpr_at_fpr
+from .fuse_report import (
+    PHOTO_CONTENT,
+    block_study,
+    family_of_row,
+    loso_report,
+    marginal_value,
+    subset_report,
+)
 from .sources import cap_per_source, usable
 
 CORPUS_ENV = "HUMANMADE_CORPUS"
-L2_GRID = (1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
-FOLDS = 5
 TRAIN_BATCH = 8
 # A kind's false-positive rate is only held to the limit where 1 % is at least one image.
 MIN_HUMANS_PER_KIND = 100
-_CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -70,85 +93,22 @@ class Item:
 # --------------------------------------------------------------------------- fitting
 
 
-def fit_logistic(
-    x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float, max_iter: int = 300
-) -> tuple[np.ndarray, float]:
-    """Weighted L2-regularised logistic regression (LBFGS, float64): (coefficients, bias)."""
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    wt = torch.as_tensor(weight / weight.sum(), dtype=torch.float64)
-    coef = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([coef, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        z = xt @ coef + bias
-        loss = (
-            torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="none") * wt
-        ).sum() + 0.5 * l2 * (coef**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return coef.detach().numpy(), float(bias.detach())
-
-
-def fit_head(features: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float) -> ClipHead:
-    """A ClipHead from (N, 2, 768) features (class token, mean patch token)."""
-    cls, patch = features[:, 0], features[:, 1]
-    cls_mean, cls_std = cls.mean(0), cls.std(0) + 1e-6
-    patch_mean, patch_std = patch.mean(0), patch.std(0) + 1e-6
-    x = np.concatenate([(cls - cls_mean) / cls_std, (patch - patch_mean) / patch_std], axis=1)
-    coef, bias = fit_logistic(x, y, weight, l2)
-    return ClipHead(
-        cls_mean=cls_mean.astype(np.float32),
-        cls_std=cls_std.astype(np.float32),
-        cls_weight=coef[:768].astype(np.float32),
-        patch_mean=patch_mean.astype(np.float32),
-        patch_std=patch_std.astype(np.float32),
-        patch_weight=coef[768:].astype(np.float32),
-        bias=bias,
-    )
-
-
-def head_logits(head: ClipHead, features: np.ndarray) -> np.ndarray:
-    return head.logits(features[:, 0], features[:, 1])
-
-
 def source_folds(items: Sequence[Item], k: int = FOLDS) -> np.ndarray:
     """A fold per item, the same for every item of one source (by hash of its name)."""
     return np.array([hashlib.sha256(i.row.source_group.encode()).digest()[0] % k for i in items])
 
 
-def _views(features: np.ndarray, items: Sequence[Item], weight: np.ndarray):
-    """Every view as its own training example, each image's weight shared by its views."""
-    n, v = features.shape[:2]
-    y = np.repeat([i.target for i in items], v).astype(float)
-    return features.reshape(n * v, 2, 768), y, np.repeat(weight / v, v)
+def targets_of(items: Sequence[Item]) -> np.ndarray:
+    return np.array([i.target for i in items])
 
 
-def train_head(items: Sequence[Item], features: np.ndarray, l2: float) -> ClipHead:
-    weight = np.array(balanced_weights([i.row for i in items]))
-    x, y, w = _views(features, items, weight)
-    return fit_head(x, y, w, l2)
+def weights_of(items: Sequence[Item]) -> np.ndarray:
+    return np.array(balanced_weights([i.row for i in items]))
 
 
-def choose_l2(items: Sequence[Item], features: np.ndarray, progress: bool = True) -> dict:
-    """Mean out-of-fold AUC (source folds, view 0) of each L2 strength on `train` rows."""
-    folds = source_folds(items)
-    targets = np.array([i.target for i in items])
-    scores = {}
-    for l2 in L2_GRID:
-        oof = np.zeros(len(items))
-        for f in range(FOLDS):
-            fit, test = folds != f, folds == f
-            head = train_head([items[j] for j in np.where(fit)[0]], features[fit], l2)
-            oof[test] = head_logits(head, features[test, 0])
-        scores[l2] = roc_auc(targets, oof)
-        if progress:
-            print(f"   L2 {l2:g}: out-of-fold AUC {scores[l2]:.4f}", flush=True)
-    return scores
+def fit_items(items: Sequence[Item], features: np.ndarray, config: HeadConfig) -> ClipHead:
+    """The head on every view of these train items (class- and source-balanced)."""
+    return train_head(features, targets_of(items), weights_of(items), config)
 
 
 # --------------------------------------------------------------------------- data
@@ -182,7 +142,7 @@ def trace_logits(items: Sequence[Item], weights_path: Path, progress: bool = Tru
     for n, item in enumerate(tqdm(todo, desc="trace logits", unit="img", disable=not progress)):
         pixels = np.asarray(load_image(item.path, limits).image, dtype=np.uint8)
         cache[item.sha256] = image_logit(
-            loaded.model, pixels, loaded.tile_size, DEFAULT_MAX_TILES, _CPU
+            loaded.model, pixels, loaded.tile_size, DEFAULT_MAX_TILES, "cpu"
         )[0]
         if n % 200 == 199:  # an interrupted run keeps what it computed
             save()
@@ -258,65 +218,14 @@ def choose_ai_cutoff(
     return min(0.99, round(cut + 5e-4, 3)), rates
 
 
-# --------------------------------------------------------------------------- report
-
-
-def _subset_report(rows, targets, probs, cutoffs) -> dict:
-    human, ai = targets == 0, targets == 1
-    out = {"n_ai": int(ai.sum()), "n_human": int(human.sum())}
-    if ai.any() and human.any():
-        out["auc"] = roc_auc(targets, probs)
-        out["tpr_at_1pct_fpr"] = tpr_at_fpr(targets, probs, 0.01)
-    if ai.any():
-        out["ai_at_likely_ai"] = float((probs[ai] >= cutoffs.ai).mean())
-    if human.any():
-        out["human_at_likely_ai"] = float((probs[human] >= cutoffs.ai).mean())
-        out["human_at_likely_human"] = float((probs[human] < cutoffs.human).mean())
-    return out
-
-
-def loso_report(
-    train: Sequence[Item], feats: np.ndarray, l2: float, humans_feats: np.ndarray
-) -> list[dict]:
-    """The CLIP head trained without each generator family, scored on that family."""
-    out = []
-    families: dict[str, list[int]] = defaultdict(list)
-    for j, item in enumerate(train):
-        if item.row.label == "ai":
-            family = family_of(item.row.generator) or (
-                item.row.source_group if item.domain == "corpus" else None
-            )
-            if family:
-                families[family].append(j)
-    for family, held in sorted(families.items()):
-        if len(held) < 10:
-            continue
-        held_set = set(held)
-        kept = [j for j in range(len(train)) if j not in held_set]
-        head = train_head([train[j] for j in kept], feats[kept], l2)
-        scores = np.r_[head_logits(head, feats[held, 0]), head_logits(head, humans_feats)]
-        targets = np.r_[np.ones(len(held)), np.zeros(len(humans_feats))]
-        out.append(
-            {
-                "family": family,
-                "held_out_ai": len(held),
-                "val_human": len(humans_feats),
-                "auc": roc_auc(targets, scores),
-                "tpr_at_5pct_fpr": tpr_at_fpr(targets, scores, 0.05),
-            }
-        )
-        print(f"   LOSO {family}: AUC {out[-1]['auc']:.3f}", flush=True)
-    return out
-
-
 # --------------------------------------------------------------------------- command
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="humanmade fuse",
-        description="Train the CLIP expert's head on cached features, fuse it with a trace "
-        "network's weights, set the cut-offs and write a release.",
+        description="Train the CLIP expert's head on cached per-block features, fuse it (with "
+        "a trace network, if kept), set the cut-offs and write a release.",
     )
     p.add_argument("--data", type=Path, default=None, help="the shared dataset folder")
     p.add_argument(
@@ -325,29 +234,71 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"a corpus built by `humanmade data build` (default ${CORPUS_ENV} if set)",
     )
-    p.add_argument("--trace", type=Path, default=None, help="trace weights (default: release)")
+    p.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="trace network weights, measured for their marginal value and kept when "
+        "--experts names trace (default: the v0.1.0 release, weights/humanmade.safetensors)",
+    )
+    p.add_argument(
+        "--experts",
+        default="clip",
+        help="the experts the release keeps, comma-separated: clip (default) or clip,trace",
+    )
     p.add_argument("--out", type=Path, required=True, help="the new .safetensors file")
     p.add_argument("--report", type=Path, default=None, help="folder for JSON report and plots")
-    p.add_argument("--version", default="0.2.0")
+    p.add_argument("--version", default="0.3.0")
     p.add_argument("--views", type=int_at_least(1), default=2, help="views per train image")
+    p.add_argument(
+        "--cached-views-only",
+        action="store_true",
+        help="encode only view 0 where missing; an augmented view the feature cache lacks is "
+        "replaced by view 0 (the report counts them)",
+    )
     p.add_argument("--cap", type=int_at_least(1), default=250, help="images per source")
     p.add_argument("--max-crops", type=int_at_least(1), default=DEFAULT_MAX_CROPS)
     p.add_argument("--max-human-fpr", type=fraction, default=0.01)
-    p.add_argument("--l2", type=float, default=None, help="skip the L2 search")
+    p.add_argument(
+        "--head",
+        default=None,
+        metavar="BLOCKS:L2:PATCH_SCALE",
+        help="skip the head search: e.g. all:0.3:1 or 11:0.3:1",
+    )
+    p.add_argument("--study", action="store_true", help="also run the per-block study")
     p.add_argument("--loso", action="store_true", help="also leave each generator family out")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
+def parse_head(text: str) -> HeadConfig:
+    """`BLOCKS:L2:PATCH_SCALE`, BLOCKS being `all` or comma-separated block numbers."""
+    try:
+        blocks_text, l2, scale = text.split(":")
+        blocks = (
+            ALL_BLOCKS if blocks_text == "all" else tuple(int(b) for b in blocks_text.split(","))
+        )
+        return HeadConfig(blocks, float(l2), float(scale))
+    except ValueError as exc:
+        raise ValueError(f"--head {text!r}: expected BLOCKS:L2:PATCH_SCALE ({exc})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = not args.no_progress
-    trace_path = args.trace or default_weights_path()
+    experts = tuple(e.strip() for e in args.experts.split(",") if e.strip())
+    if "clip" not in experts or set(experts) - {"clip", "trace"}:
+        return report_error("humanmade fuse", f"--experts {args.experts}: use clip or clip,trace")
+    try:
+        fixed_head = parse_head(args.head) if args.head else None
+    except ValueError as exc:
+        return report_error("humanmade fuse", str(exc))
+    trace_path = args.trace or default_weights_path().with_name("humanmade.safetensors")
     problem = output_problem(args.out, trace_path)
     if problem:
         return report_error("humanmade fuse", problem)
     corpus = args.corpus or (Path(os.environ[CORPUS_ENV]) if os.environ.get(CORPUS_ENV) else None)
-    encoder = ClipEncoder(require_clip_model())
+    encoder = block_encoder(require_clip_model())
     # Scoring encodes each crop alone; what is scored here to fit the fusion and report
     # figures must be encoded the same way. Training views may share a batch (faster).
     fusion_cache = FeatureCache(features_dir(CLIP_SHA256), batch=1)
@@ -362,17 +313,27 @@ def main(argv: list[str] | None = None) -> int:
         return [ImageRef(i.path, i.sha256) for i in sub]
 
     fusion_feats = extract(refs(fusion_set), 1, encoder, fusion_cache, progress=progress)[:, 0]
-    train_feats = extract(refs(train), args.views, encoder, train_cache, progress=progress)
-
-    if args.l2 is None:
-        l2_scores = choose_l2(train, train_feats, progress)
-        l2 = max(l2_scores, key=l2_scores.get)
+    if args.cached_views_only:
+        train_feats, replaced = extract_cached_views(
+            refs(train), args.views, encoder, train_cache, progress=progress
+        )
     else:
-        l2_scores, l2 = {}, args.l2
-    head = train_head(train, train_feats, l2)
+        train_feats = extract(refs(train), args.views, encoder, train_cache, progress=progress)
+        replaced = 0
+    y_train, w_train = targets_of(train), weights_of(train)
+
+    if fixed_head is None:
+        head_search = choose_config(
+            train_feats, y_train, w_train, [i.row.source_group for i in train], progress=progress
+        )
+        config = best_config(head_search)
+    else:
+        head_search, config = [], fixed_head
+    print(f"CLIP head: {config.label}", flush=True)
+    head = fit_items(train, train_feats, config)
 
     # CLIP logits for the fusion set: out-of-fold for corpus train rows, final head for val.
-    clip_logit = head_logits(head, fusion_feats)
+    clip_logit = head_logits(head, config.blocks, fusion_feats)
     train_index = {i.sha256: j for j, i in enumerate(train)}
     folds = source_folds(train)
     for f in range(FOLDS):
@@ -384,27 +345,34 @@ def main(argv: list[str] | None = None) -> int:
         if not members:
             continue
         keep = folds != f
-        fold_head = train_head([train[j] for j in np.where(keep)[0]], train_feats[keep], l2)
-        clip_logit[members] = head_logits(fold_head, fusion_feats[members])
-    logits = {"clip": clip_logit, "trace": trace_logits(fusion_set, trace_path, progress)}
+        fold_head = fit_items([train[j] for j in np.where(keep)[0]], train_feats[keep], config)
+        clip_logit[members] = head_logits(fold_head, config.blocks, fusion_feats[members])
+    measured = {"clip": clip_logit, "trace": trace_logits(fusion_set, trace_path, progress)}
+    logits = {n: measured[n] for n in experts}
 
     rows = [i.row for i in fusion_set]
     targets = np.array([r.target for r in rows])
     weight = np.array(balanced_weights(rows))
-    fused_cf, experts_cf = crossfit(source_folds(fusion_set), logits, targets, weight)
+    fusion_folds = source_folds(fusion_set)
+    fused_cf, experts_cf = crossfit(fusion_folds, logits, targets, weight)
     probs_cf = 1.0 / (1.0 + np.exp(-fused_cf))
     cut, per_kind = choose_ai_cutoff(rows, probs_cf, args.max_human_fpr, floor=0.5)
     cutoffs = BandCutoffs(human=min(0.2, cut / 2), ai=cut)
     fusion = fit_fusion(logits, targets, weight)
 
+    photo = np.array([r.content in PHOTO_CONTENT for r in rows])
+    domains = {
+        "dataset val": np.array([i.domain == "dataset" for i in fusion_set]),
+        "corpus train (out-of-fold)": np.array(
+            [i.domain == "corpus" and i.row.split == "train" for i in fusion_set]
+        ),
+        "corpus val": np.array([i.domain == "corpus" and i.row.split == "val" for i in fusion_set]),
+    }
     report = {
         "fusion_set": {"n": len(rows), "n_ai": int(targets.sum())},
-        "train": {
-            "n": len(train),
-            "views": args.views,
-            "l2": l2,
-            "l2_oof_auc": {str(k): v for k, v in l2_scores.items()},
-        },
+        "train": {"n": len(train), "views": args.views, "views_replaced_by_view_0": replaced},
+        "clip_head": {**config.to_dict(), "label": config.label, "search": head_search},
+        "experts_kept": list(experts),
         "fusion": json.loads(fusion.to_json()),
         "cutoffs": {"human": cutoffs.human, "ai": cutoffs.ai},
         "human_likely_ai_by_kind": per_kind,
@@ -413,27 +381,61 @@ def main(argv: list[str] | None = None) -> int:
             n: build_report(rows, z, Calibration(), cutoffs) for n, z in experts_cf.items()
         },
         "by_domain": {},
-    }
-    for name, mask in {
-        "dataset val": np.array([i.domain == "dataset" for i in fusion_set]),
-        "corpus train (out-of-fold)": np.array(
-            [i.domain == "corpus" and i.row.split == "train" for i in fusion_set]
+        "photo_face": {},
+        "marginal_value": marginal_value(
+            lambda chosen: crossfit(fusion_folds, chosen, targets, weight)[0],
+            measured,
+            targets,
+            {"all": np.ones(len(rows), bool), **domains, "photo/face": photo},
         ),
-        "corpus val": np.array([i.domain == "corpus" and i.row.split == "val" for i in fusion_set]),
-    }.items():
+    }
+    for name, mask in {"all": np.ones(len(rows), bool), **domains}.items():
         if mask.any():
             report["by_domain"][name] = {
-                "fused": _subset_report(rows, targets[mask], probs_cf[mask], cutoffs),
-                **{
-                    n: _subset_report(rows, targets[mask], 1 / (1 + np.exp(-z[mask])), cutoffs)
-                    for n, z in experts_cf.items()
-                },
+                "fused": subset_report(targets[mask], probs_cf[mask], cutoffs)
             }
+            for n, z in experts_cf.items():
+                report["by_domain"][name][n] = subset_report(
+                    targets[mask], 1 / (1 + np.exp(-z[mask])), cutoffs
+                )
+            both = mask & photo
+            if both.any():
+                report["photo_face"][name] = subset_report(targets[both], probs_cf[both], cutoffs)
+
+    val_human = [
+        j for j, i in enumerate(fusion_set) if i.row.label == "human" and i.row.split == "val"
+    ]
+    if args.study:
+        held_out = {
+            name: (fusion_feats[m], targets[m], photo[m])
+            for name, m in domains.items()
+            if name != "corpus train (out-of-fold)" and m.any()
+        }
+        report["block_study"] = block_study(
+            lambda c: fit_items(train, train_feats, c), held_out, config.l2, progress
+        )
     if args.loso:
-        humans = fusion_feats[
-            [j for j, i in enumerate(fusion_set) if i.row.label == "human" and i.row.split == "val"]
-        ]
-        report["loso_clip_head"] = loso_report(train, train_feats, l2, humans)
+        train_photo = np.array([i.row.content in PHOTO_CONTENT for i in train])
+
+        def fit_without(keep: np.ndarray) -> tuple[ClipHead, HeadConfig]:
+            # View 0 only, as in the head search: one fit per family on two CPU cores.
+            kept = [train[j] for j in np.where(keep)[0]]
+            return fit_items(kept, train_feats[keep, :1], config), config
+
+        report["loso_clip_head"] = loso_report(
+            [
+                family_of_row(i.row.generator, i.row.source_group, i.domain)
+                if i.row.label == "ai"
+                else None
+                for i in train
+            ],
+            fit_without,
+            train_feats,
+            (fusion_feats[val_human], photo[val_human]),
+            train_photo,
+            min_images=20,
+            progress=progress,
+        )
 
     # The shared val split as shipped (final fusion and cut-off, fitted with these images
     # among others): what `humanmade evaluate` and the quality gate recompute.
@@ -444,22 +446,27 @@ def main(argv: list[str] | None = None) -> int:
     val_rows = [rows[j] for j in val_idx]
     report["dataset_val_as_shipped"] = build_report(val_rows, val_logits, Calibration(), cutoffs)
 
-    trace = load_weights(trace_path)
+    trace = load_weights(trace_path) if "trace" in experts else None
+    extra = {
+        "crossfitted": json.dumps(
+            {k: report["fused"][k] for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")}
+        ),
+        "val_report": json.dumps(headline(report["dataset_val_as_shipped"])),
+        "clip_head": json.dumps(config.to_dict()),
+    }
+    if trace is not None:
+        extra["trace_source"] = f"{trace.version} sha256 {trace.sha256}"
     sha = save_weights(
         args.out,
-        trace.model,
+        trace.model if trace else None,
         Calibration(),
         args.version,
-        trace.tile_size,
-        extra={
-            "trace_source": f"{trace.version} sha256 {trace.sha256}",
-            "crossfitted": json.dumps(
-                {k: report["fused"][k] for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")}
-            ),
-            "val_report": json.dumps(headline(report["dataset_val_as_shipped"])),
-        },
+        trace.tile_size if trace else None,
+        extra=extra,
         cutoffs=cutoffs,
-        clip=ClipSpec(head=head, encoder_sha256=CLIP_SHA256, max_crops=args.max_crops),
+        clip=ClipSpec(
+            head=head, encoder_sha256=CLIP_SHA256, max_crops=args.max_crops, blocks=config.blocks
+        ),
         fusion=fusion,
     )
     report["weights_sha256"] = sha

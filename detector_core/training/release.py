@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 
 from ..argtypes import report_error
 from ..errors import WeightsError

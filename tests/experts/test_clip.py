@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from clip_support import FakeEncoder, random_head
@@ -111,7 +113,7 @@ def test_real_encoder_gives_final_layer_tokens() -> None:
     assert file_sha256(path) == CLIP_SHA256
     crops, _ = cut_crops(make_image(500, 300, seed=2), 2)
     cls, patches = ClipEncoder(path, threads=1).tokens(crops)
-    assert cls.shape == (2, 768) and patches.shape == (2, 196, 768)
+    assert cls.shape == (2, 1, 768) and patches.shape == (2, 1, 196, 768)
     assert np.isfinite(patches).all()
     # Different images give different tokens; the same one, the same tokens.
     again, _ = ClipEncoder(path, threads=1).tokens(crops[:1])
@@ -120,3 +122,58 @@ def test_real_encoder_gives_final_layer_tokens() -> None:
         cut_crops(Image.new("RGB", (224, 224), "white"), 1)[0]
     )
     assert np.linalg.norm(other[0] - cls[0]) > 1.0
+
+
+def test_real_encoder_reads_every_block_and_the_last_is_the_hidden_state() -> None:
+    from detector_core.experts.clip import BLOCKS, ClipEncoder
+
+    path = _real_model()
+    crops, _ = cut_crops(make_image(300, 300, seed=4), 1)
+    last_cls, last_patches = ClipEncoder(path, threads=1).tokens(crops)
+    cls, patches = ClipEncoder(path, threads=1, blocks=range(BLOCKS)).tokens(crops)
+    assert cls.shape == (1, BLOCKS, 768) and patches.shape == (1, BLOCKS, 196, 768)
+    # Reading more outputs changes nothing that is computed: block 11 is the hidden state.
+    np.testing.assert_array_equal(cls[:, -1], last_cls[:, 0])
+    np.testing.assert_array_equal(patches[:, -1], last_patches[:, 0])
+    # Each block's residual stream is its own (the stream grows through the blocks).
+    norms = np.linalg.norm(cls[0], axis=1)
+    assert len(set(np.round(norms, 3))) == BLOCKS and norms[-1] > norms[0]
+
+
+def test_encoder_refuses_blocks_outside_the_tower() -> None:
+    from detector_core.experts.clip import ClipEncoder
+
+    with pytest.raises(ValueError, match="blocks"):
+        ClipEncoder(Path("unused.onnx"), blocks=(12,))
+    with pytest.raises(ValueError, match="blocks"):
+        ClipEncoder(Path("unused.onnx"), blocks=())
+
+
+def test_multi_block_head_patch_map_mean_is_the_image_logit() -> None:
+    rng = np.random.default_rng(3)
+    blocks = 3
+    values = {
+        name: rng.normal(size=blocks * 768).astype(np.float32)
+        for name in ("cls_mean", "cls_weight", "patch_mean", "patch_weight")
+    }
+    values |= {
+        "cls_std": rng.uniform(0.5, 2, blocks * 768).astype(np.float32),
+        "patch_std": rng.uniform(0.5, 2, blocks * 768).astype(np.float32),
+    }
+    head = ClipHead(**values, bias=0.3)
+    cls, patches = rng.normal(size=(2, blocks, 768)), rng.normal(size=(2, blocks, 196, 768))
+    maps = head.patch_logits(cls, patches)
+    assert maps.shape == (2, 14, 14) and head.n_blocks == blocks
+    np.testing.assert_allclose(
+        maps.mean(axis=(1, 2)), head.logits(cls, patches.mean(2)), rtol=1e-5, atol=1e-4
+    )
+    # The map is not flat: each patch's own tokens move its logit.
+    assert maps.std() > 0.1
+    again = ClipHead.from_state(head.state(), n_blocks=blocks)
+    np.testing.assert_allclose(
+        again.logits(cls, patches.mean(2)), head.logits(cls, patches.mean(2))
+    )
+    with pytest.raises(ValueError, match="3 block"):
+        ClipHead.from_state({**head.state(), "cls_mean": head.state()["cls_mean"][:768]}, blocks)
+    with pytest.raises(ValueError, match="1 block"):
+        ClipHead.from_state(head.state(), n_blocks=1)
