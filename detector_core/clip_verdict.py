@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import HumanmadeError, ImageError, VideoError
 from .headline import percent_in_band
-from .video import DEFAULT_VIDEO_LIMITS, MediaFacts, VideoLimits, sample_frames
 from .verdict import Band, BandCutoffs, DecidedBy
+from .video import DEFAULT_VIDEO_LIMITS, MediaFacts, VideoLimits, sample_frames
 
 if TYPE_CHECKING:
     from .detector import Detector

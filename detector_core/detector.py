@@ -183,9 +183,7 @@ class Detector:
         """
         return self.score_many([source], heatmap=heatmap)[0]  # type: ignore[return-value]
 
-    def score_video(
-        self, source: ImageSource, *, limits: VideoLimits | None = None
-    ) -> ClipVerdict:
+    def score_video(self, source: ImageSource, *, limits: VideoLimits | None = None) -> ClipVerdict:
         """Score a video (MP4/MOV, WebM/Matroska) or an animated GIF, WebP or PNG: a
         bounded sample of its frames, decoded in a child process, each scored like an image;
         one verdict by the rule in `detector_core.clip_verdict`. Errors are `ImageError`s

@@ -35,7 +35,6 @@ from PIL import Image
 
 from . import errors
 from .errors import (
-    CorruptVideoError,
     DecoderCrashedError,
     EmptyImageError,
     UnreadableSourceError,
@@ -78,7 +77,7 @@ class VideoLimits:
 
     `max_bytes`: the file's size. `max_duration_s`: frames are taken from this much of the
     clip at most (from its start); a longer clip is scored on that part, and the verdict
-    says what share it covers. `max_pixels`: one frame's width × height (4K UHD). 
+    says what share it covers. `max_pixels`: one frame's width × height (4K UHD).
     `max_frames_decoded`: frames the decoder may produce in all (seeking decodes from the
     previous keyframe; an animated GIF must be decoded in order). `frames_scored`: frames
     handed to the image detector. `time_limit_s` / `memory_limit_bytes`: the decoding
@@ -334,8 +333,7 @@ def sample_frames(source: ImageSource, limits: VideoLimits = DEFAULT_VIDEO_LIMIT
         kind = media_kind(disk.head if not disk.head.startswith(b"GIF") else _whole(disk))
         if kind is None:
             raise UnsupportedVideoError(
-                "The file is not a video or an animated image. Supported: "
-                f"{SUPPORTED_VIDEO_TEXT}."
+                f"The file is not a video or an animated image. Supported: {SUPPORTED_VIDEO_TEXT}."
             )
         out_dir = tempfile.mkdtemp(prefix="humanmade-frames-")
         try:
@@ -393,7 +391,7 @@ def _run_worker(path: str, kind: tuple[str, str], limits: VideoLimits, out_dir: 
     request = json.dumps(
         {"path": path, "kind": kind, "limits": asdict(limits), "out_dir": out_dir}
     ).encode()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     # The child imports only detector_core.video_worker (no torch): keep the package findable
     # even when the caller runs from a source checkout.
     root = str(Path(__file__).resolve().parent.parent)
@@ -433,23 +431,28 @@ def _parse_reply(stdout: bytes) -> dict | None:
     return reply if isinstance(reply, dict) else None
 
 
+_MEMORY_SIGNS = (b"memoryerror", b"cannot allocate memory", b"failed to map", b"memory allocation")
+
+
 def _crash(returncode: int, stderr: bytes) -> VideoError:
-    if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and b"MemoryError" not in stderr:
-        return VideoTimeoutError(
-            "Decoding the file used more processor time than allowed; it was stopped."
-        )
-    if b"MemoryError" in stderr or b"Cannot allocate memory" in stderr:
+    """The error for a child that ended without a reply."""
+    from .video_worker import MEMORY_EXIT
+
+    if returncode == MEMORY_EXIT or any(sign in stderr.lower() for sign in _MEMORY_SIGNS):
         return DecoderCrashedError(
             "Decoding the file needed more memory than allowed; it was stopped."
         )
+    if returncode == -signal.SIGXCPU:
+        return VideoTimeoutError(
+            "Decoding the file used more processor time than allowed; it was stopped."
+        )
     if returncode < 0:
         return DecoderCrashedError(
-            f"The video decoder crashed on this file (signal {-returncode}); it was stopped "
-            "without harm. The file is probably damaged."
+            f"The video decoder crashed on this file (signal {-returncode}) and was stopped "
+            "without harm; the file is probably damaged."
         )
-    return CorruptVideoError(
-        "The video decoder failed on this file; it is probably damaged."
-    )
+    last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+    return DecoderCrashedError(f"The video decoder failed on this file ({last[0][:200]}).")
 
 
 def _too_large(n_bytes: int, limits: VideoLimits) -> VideoTooLargeError:

@@ -10,6 +10,7 @@ Only numpy, Pillow and PyAV are imported here (no torch), so it starts quickly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -43,8 +44,9 @@ SOFT_BUDGET = 0.7
 MIN_FRAME_MS = 20
 DEFAULT_FRAME_MS = 100
 
+MEMORY_EXIT = 3  # the exit status that tells the parent memory ran out
+
 _CONTAINER_NAMES = {"mov": "MP4/MOV", "matroska": "Matroska/WebM"}
-_FORMAT_NAMES = {"mov": "mov,mp4,m4a,3gp,3g2,mj2", "matroska": "matroska,webm"}
 
 
 @dataclass
@@ -116,8 +118,6 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
             "damaged or truncated and cannot be read."
         ) from exc
     with container:
-        if container.format.name != _FORMAT_NAMES[demuxer]:  # pragma: no cover - forced above
-            raise UnsupportedVideoError(f"The container '{container.format.name}' is refused.")
         streams = [
             s
             for s in container.streams.video
@@ -150,9 +150,7 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
         window = min(duration, limits["max_duration_s"]) if duration else None
         if window:
             sampler.by_seeking(window)
-            if sampler.past_end is not None and len(sampler.picker.kept) < limits[
-                "frames_scored"
-            ]:
+            if sampler.past_end is not None and len(sampler.picker.kept) < limits["frames_scored"]:
                 # The container claimed more than it holds: sample again over what is there.
                 window = sampler.past_end
                 duration = sampler.past_end
@@ -206,6 +204,8 @@ class _VideoSampler:
         self.frames_decoded = 0
         self.past_end: float | None = None
         self.stopped = ""
+        self.key_time: float | None = None
+        self.gop_s = 0.0  # the longest keyframe-to-frame distance seen
 
     def restart(self) -> None:
         self.picker = _Picker(self.limits)
@@ -218,41 +218,62 @@ class _VideoSampler:
         return not self.stopped
 
     def by_seeking(self, window: float) -> None:
-        """One frame near each of evenly spaced times over [0, window)."""
+        """The first frame in each of `frames_scored × OVERSAMPLE` equal slots of
+        [0, window); a slot the clip has no frame in (a low frame rate) stays empty.
+
+        Seeking lands on the keyframe before a slot and decodes forward from it; when the
+        slot lies within the longest keyframe interval seen so far, decoding on from where
+        we are is cheaper than seeking back to that keyframe, so we do that instead.
+        """
         import av
 
         n = self.limits["frames_scored"] * OVERSAMPLE
         spacing = window / n
         last_time = -1.0
+        frames = None
+        pending: tuple[float, Any] | None = None  # decoded, but for a later slot
         for i in range(n):
-            target = (i + 0.5) * spacing
+            start, end = i * spacing, (i + 1) * spacing
             if not self._budget_left():
                 return
-            try:
-                self.container.seek(
-                    int(target / self.stream.time_base), stream=self.stream, backward=True
-                )
-                frame = self._frame_from(target - spacing / 2, last_time)
-            except av.error.FFmpegError:
-                continue  # a damaged stretch: the other sample times may still decode
-            if frame is None:
-                return  # past the end: later times are too
-            last_time = frame[0]
-            self.picker.offer(*frame)
+            if pending is None:
+                try:
+                    if frames is None or start - last_time > self.gop_s:
+                        self.container.seek(
+                            int(start / self.stream.time_base), stream=self.stream, backward=True
+                        )
+                        frames = self.container.decode(self.stream)
+                        self.key_time = None
+                    pending = self._frame_from(frames, start)
+                except av.error.FFmpegError:
+                    frames = None
+                    continue  # a damaged stretch: the other slots may still decode
+                if pending is None:
+                    return  # past the end (or out of budget): later slots are too
+            if pending[0] >= window:
+                return
+            if pending[0] < end:
+                last_time = pending[0]
+                self.picker.offer(last_time, _rgb(pending[1]))
+                pending = None
 
-    def _frame_from(self, earliest: float, after: float) -> tuple[float, np.ndarray] | None:
-        """The first decoded frame at or after `earliest` (and after `after`)."""
+    def _frame_from(self, frames: Any, earliest: float) -> tuple[float, Any] | None:
+        """The first decoded frame at or after `earliest`."""
         seen: float | None = None
-        for frame in self.container.decode(self.stream):
+        for frame in frames:
             self.frames_decoded += 1
-            t = frame.time if frame.time is not None else seen or 0.0
+            t = frame.time if frame.time is not None else (seen or 0.0)
             seen = t
-            if t >= earliest and t > after:
-                return t, _rgb(frame)
+            if frame.key_frame:
+                self.key_time = t
+            elif self.key_time is not None:
+                self.gop_s = max(self.gop_s, t - self.key_time)
+            if t >= earliest:
+                return t, frame
             if not self._budget_left():
                 return None
         # The file ended before `earliest`: its real end is here.
-        self.past_end = max(seen or 0.0, after, 0.0) or None
+        self.past_end = seen if seen else None
         return None
 
     def in_order(self) -> float:
@@ -260,10 +281,8 @@ class _VideoSampler:
         per second until the decoded-frame or time limit."""
         import av
 
-        try:
+        with contextlib.suppress(av.error.FFmpegError):
             self.container.seek(0)
-        except av.error.FFmpegError:
-            pass
         next_time, t = 0.0, 0.0
         try:
             for frame in self.container.decode(self.stream):
@@ -374,8 +393,12 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         file = os.path.join(request["out_dir"], f"frame{i:03d}.rgb")
         np.ascontiguousarray(rgb, dtype=np.uint8).tofile(file)
         frames.append(
-            {"file": file, "time_s": round(float(time_s), 3), "width": rgb.shape[1],
-             "height": rgb.shape[0]}
+            {
+                "file": file,
+                "time_s": round(float(time_s), 3),
+                "width": rgb.shape[1],
+                "height": rgb.shape[0],
+            }
         )
     return {
         "ok": True,
@@ -395,10 +418,24 @@ def main() -> int:
     except MemoryError:
         # Let the parent say it; keep the message short, memory is scarce here.
         sys.stderr.write("MemoryError\n")
-        return 3
+        return MEMORY_EXIT
+    except Exception as exc:  # FFmpeg and Pillow fail in many shapes on damaged data
+        if _is_ffmpeg_error(exc):
+            reply = {
+                "ok": False,
+                "error": "CorruptVideoError",
+                "message": f"The video is damaged and cannot be decoded ({exc}).",
+            }
+        else:
+            raise
     sys.stdout.write(json.dumps(reply) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def _is_ffmpeg_error(exc: BaseException) -> bool:
+    av = sys.modules.get("av")
+    return av is not None and isinstance(exc, av.error.FFmpegError)
 
 
 if __name__ == "__main__":
