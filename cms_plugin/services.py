@@ -508,7 +508,8 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
             "model_version": clip.model_version,
             # Holds the frames' timeline; "media" in it marks the Detection as a clip.
             "evidence": clip.to_dict(),
-            "heatmap": "",
+            # Where an image has its heatmap figure, a clip has its timeline figure.
+            "heatmap": _save_timeline(detection, sha256, clip),
         }
     verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
     evidence = verdict.to_dict()
@@ -606,6 +607,21 @@ def status_for_band(band: str) -> str:
     if band == Detection.Band.LIKELY_AI and humanmade_settings.REVIEW_LIKELY_AI:
         return Detection.Status.NEEDS_REVIEW
     return Detection.Status.SCORED
+
+
+def _save_timeline(detection: Detection, sha256: str, clip: Any) -> str:
+    """The clip's timeline figure (frame probabilities over time, the driving frames)."""
+    import io
+
+    from detector_core.clip_figure import render_timeline
+
+    buf = io.BytesIO()
+    render_timeline(clip).save(buf, format="PNG")
+    name = f"{sha256[:16]}-{clip.model_version}-timeline.png"
+    stored = Detection._meta.get_field("heatmap")
+    return stored.storage.save(
+        stored.generate_filename(detection, name), ContentFile(buf.getvalue())
+    )
 
 
 def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:

@@ -12,10 +12,13 @@ clips look more AI-made than short ones; over the median because it uses every f
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from PIL import Image
 
 from .errors import HumanmadeError, ImageError, VideoError
 from .headline import percent_in_band
@@ -66,6 +69,9 @@ class ClipVerdict:
     rule: str = AGGREGATION_RULE
     reasons: tuple[str, ...] = ()
     decided_by: DecidedBy = DecidedBy.PIXELS
+    # JPEG thumbnails (THUMB_SIDE px) of the driving frames, in `drivers` order, for the
+    # timeline figure; re-encoded by us, never part of `to_dict`.
+    driver_thumbnails: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def elapsed_ms(self) -> float:
@@ -192,12 +198,14 @@ def score_clip(
         raise VideoError(f"The clip has nothing to score: {reason}.")
     results = detector.score_many([f.image for f in sample.frames], return_errors=True)
     scored: list[tuple[float, Verdict]] = []
+    images = []
     failures: list[HumanmadeError] = []
     for frame, result in zip(sample.frames, results, strict=True):
         if isinstance(result, HumanmadeError):
             failures.append(result)
         else:
             scored.append((frame.time_s, result))
+            images.append(frame.image)
     if not scored:
         first = failures[0]
         kind = type(first) if isinstance(first, ImageError) else VideoError
@@ -225,13 +233,14 @@ def score_clip(
             "frames disagree: some are likely AI and some likely human (edited or mixed "
             "footage?); look at the timeline"
         )
+    driving = drivers(probabilities, probability)
     return ClipVerdict(
         ai_probability=probability,
         band=cutoffs.band(probability),
         model_version=scored[0][1].model_version,
         media=sample.media,
         frames=frames,
-        drivers=drivers(probabilities, probability),
+        drivers=driving,
         window_s=sample.window_s,
         frames_decoded=sample.frames_decoded,
         skipped_black=sample.skipped_black,
@@ -242,7 +251,19 @@ def score_clip(
         score_ms=(time.perf_counter() - started) * 1000.0,
         cutoffs=cutoffs,
         reasons=tuple(reasons),
+        driver_thumbnails=tuple(_thumbnail(images[i]) for i in driving),
     )
+
+
+THUMB_SIDE = 240
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    small = image.copy()
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
 
 
 def _clock(seconds: float) -> str:

@@ -148,14 +148,21 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
         frame_count = stream.frames or (round(duration * rate) if duration and rate else None)
         sampler = _VideoSampler(container, stream, limits, deadline)
         window = min(duration, limits["max_duration_s"]) if duration else None
+        wanted = limits["frames_scored"]
         if window:
+            # Keyframes first: only they are decoded (the demuxer skips the rest), they are
+            # the best-kept pictures of a stream, and encoders put them at scene cuts.
+            sampler.restart(keyframes_only=True)
             sampler.by_seeking(window)
-            if sampler.past_end is not None and len(sampler.picker.kept) < limits["frames_scored"]:
-                # The container claimed more than it holds: sample again over what is there.
-                window = sampler.past_end
-                duration = sampler.past_end
-                sampler.restart()
+            if len(sampler.picker.kept) < wanted and not sampler.stopped:
+                # Too few keyframes: every frame, decoding forward from each keyframe.
+                sampler.restart(keyframes_only=False)
                 sampler.by_seeking(window)
+                if sampler.past_end is not None and len(sampler.picker.kept) < wanted:
+                    # The container claimed more than it holds: sample what is there.
+                    window = duration = sampler.past_end
+                    sampler.restart(keyframes_only=False)
+                    sampler.by_seeking(window)
         if not sampler.picker.kept and not sampler.stopped:
             window = sampler.in_order()
         if not sampler.picker.kept and sampler.frames_decoded == 0:
@@ -207,8 +214,12 @@ class _VideoSampler:
         self.key_time: float | None = None
         self.gop_s = 0.0  # the longest keyframe-to-frame distance seen
 
-    def restart(self) -> None:
+    def restart(self, keyframes_only: bool) -> None:
         self.picker = _Picker(self.limits)
+        self.past_end = None
+        self.key_time = None
+        self.gop_s = 0.0
+        self.stream.codec_context.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
 
     def _budget_left(self) -> bool:
         if self.frames_decoded >= self.limits["max_frames_decoded"]:

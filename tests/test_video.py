@@ -74,6 +74,16 @@ def test_frames_are_spread_over_the_whole_clip_at_native_size(clip):
     assert sample.frames_decoded < 80
 
 
+def test_where_keyframes_are_enough_only_keyframes_are_decoded(tmp_path):
+    # 10 s at 10 fps with a keyframe every second: 100 frames, 10 of them keyframes.
+    path = make_clip(tmp_path / "k.mp4", seconds=10, fps=10, gop=10)
+    sample = sample_frames(path)
+    assert len(sample.frames) == VideoLimits().frames_scored
+    assert all(f.time_s == pytest.approx(round(f.time_s)) for f in sample.frames)
+    assert sample.frames_decoded <= 2 * 10  # a keyframe may be decoded again by a seek
+    assert max(f.time_s for f in sample.frames) >= 8
+
+
 def test_a_long_clip_with_keyframes_is_sampled_by_seeking(tmp_path):
     # Two hours at one frame every two seconds, a keyframe every 10 frames.
     n = 3600
