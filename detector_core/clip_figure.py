@@ -20,6 +20,19 @@ HUMAN_FILL = (226, 243, 226)
 AI_FILL = (250, 225, 225)
 
 
+def _axis(t: float, span: float) -> str:
+    """One format along an axis: seconds for a short clip, m:ss (h:mm:ss) for a longer one."""
+    if span < 10:
+        return f"{t:.1f} s"
+    whole = round(t)
+    hours, rest = divmod(whole, 3600)
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if span >= 3600
+        else f"{whole // 60}:{whole % 60:02d}"
+    )
+
+
 def render_timeline(clip: ClipVerdict) -> Image.Image:
     """FIGURE_WIDTH wide: the plot, the driving frames beneath it, the headline below."""
     label_font, caption_font = _font(16), _font(20)
@@ -66,13 +79,12 @@ def render_timeline(clip: ClipVerdict) -> Image.Image:
         r = 7 if i in clip.drivers else 4
         draw.ellipse((x - r, y - r, x + r, y + r), fill=(40, 40, 160), outline="black")
     for t in (0.0, span / 2, span):
-        text = _clock(t)
+        text = _axis(t, span)
         x = min(max(left, x_of(t) - draw.textlength(text, font=label_font) / 2), right - 60)
         draw.text((x, bottom + 4), text, fill="black", font=label_font)
     draw.text(
         (PADDING, PADDING),
-        "AI probability of each sampled frame over the clip's time (dashed: the clip's, "
-        "the mean of frame logits); advisory",
+        "AI probability of each sampled frame over time (dashed: the clip's); advisory",
         fill="black",
         font=label_font,
     )

@@ -10,6 +10,7 @@ from django.core import checks
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from PIL import Image
 from video_support import make_animation, make_audio_only, make_clip
 
 from cms_plugin import services
@@ -56,7 +57,32 @@ def test_a_video_sent_to_the_api_is_scored_as_a_clip(cms, run_commits, tmp_path)
     assert len(timeline) == detection.evidence["coverage"]["frames_scored"] >= 2
     assert detection.probability == pytest.approx(detection.evidence["ai_probability"], abs=1e-6)
     assert all("time_s" in f and "ai_probability" in f for f in timeline)
-    assert not detection.heatmap
+    # Where an image has its heatmap figure, a clip has its timeline figure.
+    assert detection.heatmap.name.endswith("-timeline.png")
+    with detection.heatmap.open("rb") as fh, Image.open(fh) as figure:
+        assert figure.format == "PNG" and figure.width == 800
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_desk_report_shows_a_clips_timeline(cms, tmp_path):
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(make_user("desk", "review_detection"))
+    upload = SimpleUploadedFile(
+        "clip.webm",
+        _clip_bytes(tmp_path, "clip.webm", codec="libvpx-vp9", container="webm"),
+        "video/webm",
+    )
+    response = client.post("/desk/", {"files": [upload], "urls": ""})
+    assert response.status_code == 302, response.content[:2000]
+    detection = Detection.objects.get()
+    assert detection.status == Detection.Status.NEEDS_REVIEW, detection.error
+    page = client.get(reverse("cms_plugin_desk:report", args=[detection.pk])).content.decode()
+    assert "each sampled frame over the clip" in page
+    assert "where the model saw AI traces" not in page
+    figure = client.get(reverse("cms_plugin_desk:heatmap", args=[detection.pk]))
+    assert figure.status_code == 200 and figure["Content-Type"] == "image/png"
 
 
 @pytest.mark.django_db
