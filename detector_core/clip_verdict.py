@@ -21,13 +21,21 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from .errors import HumanmadeError, ImageError, VideoError
-from .headline import percent_in_band
+from .headline import headline, provenance_cause
 from .verdict import Band, BandCutoffs, DecidedBy
-from .video import DEFAULT_VIDEO_LIMITS, MediaFacts, VideoLimits, sample_frames
+from .video import (
+    DEFAULT_VIDEO_LIMITS,
+    MediaFacts,
+    Sample,
+    VideoLimits,
+    on_disk,
+    sample_on_disk,
+)
 
 if TYPE_CHECKING:
     from .detector import Detector
     from .intake import ImageSource
+    from .provenance import Evidence
     from .verdict import Verdict
 
 __all__ = ["AGGREGATION_RULE", "ClipVerdict", "FrameScore", "clip_probability", "score_clip"]
@@ -69,6 +77,8 @@ class ClipVerdict:
     rule: str = AGGREGATION_RULE
     reasons: tuple[str, ...] = ()
     decided_by: DecidedBy = DecidedBy.PIXELS
+    # What the file says about its origin (C2PA for MP4/MOV; metadata for animations).
+    evidence: tuple[Evidence, ...] = ()
     # JPEG thumbnails (THUMB_SIDE px) of the driving frames, in `drivers` order, for the
     # timeline figure; re-encoded by us, never part of `to_dict`.
     driver_thumbnails: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
@@ -101,9 +111,14 @@ class ClipVerdict:
         return text
 
     def summary(self) -> str:
-        pct = percent_in_band(self.ai_probability, self.cutoffs)
+        """'AI-generated: 12% (likely human) — video, 8 frames over 0:30 (all of the clip)';
+        when the file's provenance set the band, it says so, as an image's headline does."""
+        cause = ""
+        if self.decided_by is DecidedBy.PROVENANCE:
+            cause = provenance_cause([e.to_dict() for e in self.evidence])
+        head = headline(self.ai_probability, self.band, self.decided_by, self.cutoffs, cause)
         what = "animation" if self.media.kind == "animation" else "video"
-        return f"AI-generated: {pct}% ({self.band.label}) — {what}, {self.coverage()}"
+        return f"{head} — {what}, {self.coverage()}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +169,7 @@ class ClipVerdict:
             "score_ms": round(self.score_ms, 2),
             "elapsed_ms": round(self.elapsed_ms, 2),
             "reasons": list(self.reasons),
+            "evidence": [e.to_dict() for e in self.evidence],
         }
 
 
@@ -186,8 +202,12 @@ def score_clip(
     detector: Detector, source: ImageSource, limits: VideoLimits = DEFAULT_VIDEO_LIMITS
 ) -> ClipVerdict:
     """Sample the clip's frames (bounded, in a child process) and score each with
-    `detector.score_many`; the verdict follows the stated rule."""
-    sample = sample_frames(source, limits)
+    `detector.score_many`; the verdict follows the stated rule. With the detector's
+    `provenance` on, the file's own claims are read too (C2PA in MP4/MOV; for animated
+    images, what an image's metadata would say) and combined as for images."""
+    with on_disk(source, limits) as disk:
+        sample = sample_on_disk(disk, limits)
+        evidence = _evidence(disk.path, sample) if detector.provenance else ()
     started = time.perf_counter()
     if not sample.frames:
         reason = (
@@ -227,6 +247,16 @@ def score_clip(
     reasons: list[str] = []
     if failures:
         reasons.append(f"{len(failures)} sampled frame(s) could not be scored: {failures[0]}")
+    band = cutoffs.band(probability)
+    decided_by = DecidedBy.PIXELS
+    if evidence:
+        from .provenance import combine
+
+        combined, evidence_reasons = combine(probability, band, evidence, cutoffs)
+        if combined is not band:
+            decided_by = DecidedBy.PROVENANCE
+        band = combined
+        reasons.extend(evidence_reasons)
     bands = {f.band for f in frames}
     if {Band.LIKELY_AI, Band.LIKELY_HUMAN} <= bands:
         reasons.append(
@@ -236,7 +266,7 @@ def score_clip(
     driving = drivers(probabilities, probability)
     return ClipVerdict(
         ai_probability=probability,
-        band=cutoffs.band(probability),
+        band=band,
         model_version=scored[0][1].model_version,
         media=sample.media,
         frames=frames,
@@ -251,11 +281,32 @@ def score_clip(
         score_ms=(time.perf_counter() - started) * 1000.0,
         cutoffs=cutoffs,
         reasons=tuple(reasons),
+        decided_by=decided_by,
+        evidence=tuple(evidence),
         driver_thumbnails=tuple(_thumbnail(images[i]) for i in driving),
     )
 
 
 THUMB_SIDE = 240
+# Animated images are read whole for their metadata, as images are; only up to this size.
+EVIDENCE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _evidence(path: str, sample: Sample) -> tuple[Evidence, ...]:
+    """What the file says about its origin, in the same form as for images."""
+    from .provenance import read_evidence
+    from .provenance.c2pa_reader import read_c2pa_stream
+
+    if sample.media.kind == "video":
+        if sample.media.container != "MP4/MOV":
+            return ()  # C2PA defines no Matroska embedding
+        with open(path, "rb") as fh:
+            return tuple(read_c2pa_stream(fh, "video/mp4"))
+    if sample.media.n_bytes > EVIDENCE_MAX_BYTES:
+        return ()
+    with open(path, "rb") as fh:
+        first = sample.frames[0].image if sample.frames else None
+        return read_evidence(fh.read(), first)
 
 
 def _thumbnail(image: Image.Image) -> bytes:

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -325,26 +327,36 @@ class _OnDisk:
 # --------------------------------------------------------------------------- sampling
 
 
-def sample_frames(source: ImageSource, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sample:
-    """Decode a bounded, uniform sample of a clip's frames in a child process."""
-    started = time.perf_counter()
+@contextmanager
+def on_disk(source: ImageSource, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iterator[_OnDisk]:
+    """The source as a regular file (`.path`, `.sha256`, `.n_bytes`) for the block's length;
+    bytes and file objects are spilled to a temporary file, removed afterwards."""
     disk = _OnDisk(source, limits)
     try:
-        kind = media_kind(disk.head if not disk.head.startswith(b"GIF") else _whole(disk))
-        if kind is None:
-            raise UnsupportedVideoError(
-                f"The file is not a video or an animated image. Supported: {SUPPORTED_VIDEO_TEXT}."
-            )
-        out_dir = tempfile.mkdtemp(prefix="humanmade-frames-")
-        try:
-            reply = _run_worker(disk.path, kind, limits, out_dir)
-            frames = tuple(
-                SampledFrame(f["time_s"], _load_frame(out_dir, f)) for f in reply["frames"]
-            )
-        finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
+        yield disk
     finally:
         disk.close()
+
+
+def sample_frames(source: ImageSource, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sample:
+    """Decode a bounded, uniform sample of a clip's frames in a child process."""
+    with on_disk(source, limits) as disk:
+        return sample_on_disk(disk, limits)
+
+
+def sample_on_disk(disk: _OnDisk, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sample:
+    started = time.perf_counter()
+    kind = media_kind(disk.head if not disk.head.startswith(b"GIF") else _whole(disk))
+    if kind is None:
+        raise UnsupportedVideoError(
+            f"The file is not a video or an animated image. Supported: {SUPPORTED_VIDEO_TEXT}."
+        )
+    out_dir = tempfile.mkdtemp(prefix="humanmade-frames-")
+    try:
+        reply = _run_worker(disk.path, kind, limits, out_dir)
+        frames = tuple(SampledFrame(f["time_s"], _load_frame(out_dir, f)) for f in reply["frames"])
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
     media = MediaFacts(**reply["media"], sha256=disk.sha256, n_bytes=disk.n_bytes)
     return Sample(
         media=media,

@@ -351,3 +351,24 @@ def test_an_all_black_clip_has_nothing_to_score(tiny_weights, tmp_path):
     path = make_clip(tmp_path / "k.mp4", frames=[np.zeros((120, 160, 3), np.uint8)] * 10)
     with pytest.raises(VideoError, match="black"):
         Detector(tiny_weights).score_video(path)
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def test_a_c2pa_manifest_in_an_mp4_declaring_ai_sets_the_band(tiny_weights, clip):
+    pytest.importorskip("c2pa")
+    from test_provenance import c2pa_sign
+
+    signed = c2pa_sign(clip.read_bytes(), "video/mp4")
+    verdict = Detector(tiny_weights).score_video(signed)
+    (item,) = [e for e in verdict.evidence if e.kind == "c2pa"]
+    assert item.details["digital_source_types"] == ["trainedAlgorithmicMedia"]
+    assert verdict.band.value == "likely_ai"
+    assert verdict.decided_by.value == "provenance"
+    assert verdict.summary().startswith("Likely AI — the file's C2PA manifest declares")
+    assert "— video, " in verdict.summary()
+    assert verdict.to_dict()["evidence"][0]["kind"] == "c2pa"
+    # Nothing in the file: the pixels decide.
+    plain = Detector(tiny_weights).score_video(clip)
+    assert plain.evidence == () and plain.decided_by.value == "pixels"
