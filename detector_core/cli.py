@@ -12,6 +12,7 @@ error or unusable weights, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="PATH|URL|DIR",
-        help="image or video files, folders or http(s) URLs (URLs: still images only)",
+        help="image or video files, folders or http(s) URLs",
     )
     score.add_argument("--json", action="store_true", help="print one JSON object per line")
     score.add_argument(
@@ -346,7 +347,7 @@ def _score_chunk(
         if item.error is not None:
             results[i] = item.error
         elif item.is_url:
-            results[i] = _score_one(detector.score_url, item.source, heatmap)
+            results[i] = _score_one(functools.partial(_score_url, detector), item.source, heatmap)
     for i, item in clips:
         try:
             results[i] = detector.score_video(item.source)
@@ -357,9 +358,20 @@ def _score_chunk(
     return [results[i] for i in range(len(chunk))]
 
 
+def _score_url(detector: Detector, url: str, heatmap: bool = False) -> Result:
+    """Fetched safely once, then scored as what the bytes are: an image, or a clip."""
+    from .fetch import FetchPolicy, fetch_url
+    from .video import is_moving_image
+
+    data = fetch_url(url, detector.fetch_policy or FetchPolicy()).data
+    if is_moving_image(data):
+        return detector.score_video(data)
+    return detector.score(data, heatmap=heatmap)
+
+
 def _score_one(
-    fn: Callable[..., Verdict], source: str, heatmap: bool = False
-) -> Verdict | HumanmadeError:
+    fn: Callable[..., Result], source: str, heatmap: bool = False
+) -> Result | HumanmadeError:
     try:
         return fn(source, heatmap=heatmap)
     except WeightsError:

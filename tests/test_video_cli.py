@@ -70,3 +70,30 @@ def test_folders_mix_images_clips_and_failures(capsys, tiny_weights, tmp_path):
     assert "— " not in lines[0]
     assert "d.mp4: error: The file holds only audio" in err
     assert "1 of 4 inputs failed." in err
+
+
+def test_a_video_url_is_fetched_safely_and_scored_as_a_clip(capsys, tiny_weights, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    make_clip(tmp_path / "clip.mp4", seconds=1)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+        weights = ("--weights", str(tiny_weights))
+        code, out, err = run(capsys, "score", url, "--allow-host", "127.0.0.1", *weights)
+        assert code == 0, err
+        assert CLIP_LINE.match(out.strip())["kind"] == "video"
+        code, _, err = run(capsys, "score", url, *weights)  # loopback: refused as for images
+        assert code == 1 and "127.0.0.1" in err
+    finally:
+        server.shutdown()
+        server.server_close()
