@@ -22,7 +22,8 @@ import numpy as np
 
 
 def synthetic_clip(path: Path, seconds: int, width: int = 1920, height: int = 1080) -> Path:
-    """Gradients and a drifting textured square: cheap to encode, never two equal frames."""
+    """Panning gradients and a drifting textured square: cheap to encode, no two frames
+    alike."""
     import av
 
     fps = 30
@@ -36,7 +37,7 @@ def synthetic_clip(path: Path, seconds: int, width: int = 1920, height: int = 10
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = 2 * fps
         for i in range(seconds * fps):
-            frame = base.copy()
+            frame = np.roll(base, i * 4, axis=1)  # a slow pan: no two frames alike
             x = (i * 7) % (width - 256)
             y = (i * 3) % (height - 256)
             frame[y : y + 256, x : x + 256] = np.roll(texture, i, axis=0)

@@ -58,11 +58,13 @@ class _Picker:
     last_thumb: np.ndarray | None = None
     black: int = 0
     duplicate: int = 0
+    offered: int = 0
 
     def offer(self, time_s: float, rgb: np.ndarray) -> None:
         height, width = rgb.shape[:2]
         if width * height > self.limits["max_pixels"]:
             raise VideoResolutionError(_resolution_message(width, height, self.limits))
+        self.offered += 1
         thumb = _thumbnail(rgb)
         if thumb.mean() < BLACK_MEAN and thumb.std() < BLACK_SPREAD:
             self.black += 1
@@ -154,8 +156,10 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
             # the best-kept pictures of a stream, and encoders put them at scene cuts.
             sampler.restart(keyframes_only=True)
             sampler.by_seeking(window)
-            if len(sampler.picker.kept) < wanted and not sampler.stopped:
-                # Too few keyframes: every frame, decoding forward from each keyframe.
+            if sampler.picker.offered < wanted and not sampler.stopped:
+                # Too few keyframes: every frame, decoding forward from each keyframe. (Enough
+                # keyframes that were black or repeated mean a clip of few distinct pictures,
+                # which decoding every frame would not change.)
                 sampler.restart(keyframes_only=False)
                 sampler.by_seeking(window)
                 if sampler.past_end is not None and len(sampler.picker.kept) < wanted:
