@@ -381,16 +381,6 @@ def _load_frame(out_dir: str, frame: dict[str, Any]) -> Image.Image:
     return Image.fromarray(pixels.reshape(frame["height"], frame["width"], 3), "RGB")
 
 
-def _limit_child(limits: VideoLimits) -> None:  # pragma: no cover - runs in the child
-    import resource
-
-    memory = int(limits.memory_limit_bytes)
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = int(limits.time_limit_s) + 5
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 _ERROR_TYPES = {
     name: getattr(errors, name)
     for name in dir(errors)
@@ -408,7 +398,6 @@ def _run_worker(path: str, kind: tuple[str, str], limits: VideoLimits, out_dir: 
     # even when the caller runs from a source checkout.
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    preexec = (lambda: _limit_child(limits)) if os.name == "posix" else None
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "detector_core.video_worker"],
@@ -416,7 +405,6 @@ def _run_worker(path: str, kind: tuple[str, str], limits: VideoLimits, out_dir: 
             capture_output=True,
             timeout=limits.time_limit_s,
             env=env,
-            preexec_fn=preexec,  # only setrlimit calls: safe between fork and exec
         )
     except subprocess.TimeoutExpired as exc:
         raise VideoTimeoutError(

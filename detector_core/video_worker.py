@@ -424,8 +424,27 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def limit_self(limits: dict[str, Any]) -> None:
+    """Bound this process's address space and CPU time before anything is decoded.
+
+    Set here rather than by the parent between fork and exec (`preexec_fn`), which is not
+    safe in a threaded caller such as the Discord bot. Where `resource` is missing (Windows)
+    only the parent's wall-clock limit applies.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    memory = int(limits["memory_limit_bytes"])
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = int(limits["time_limit_s"]) + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main() -> int:
     request = json.loads(sys.stdin.buffer.read())
+    limit_self(request["limits"])
     try:
         reply = run(request)
     except ImageError as exc:

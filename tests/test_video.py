@@ -253,7 +253,18 @@ def test_a_decode_past_the_time_limit_is_stopped(clip):
         sample_frames(clip, VideoLimits(time_limit_s=0.05))
 
 
-def test_a_decoder_out_of_memory_is_reported_not_fatal(clip):
+def test_a_decoder_out_of_memory_is_reported_not_fatal(clip, tmp_path):
+    # 300 MB is room enough for the decoder and a small clip's frames ...
+    small = VideoLimits(memory_limit_bytes=300 * 1024 * 1024)
+    assert sample_frames(clip, small).frames
+    # ... but not for 1080p frames: the child runs out, the caller gets an error.
+    yy, xx = np.mgrid[0:1080, 0:1920]
+    base = np.stack([xx * 255 // 1920, yy * 255 // 1080, (xx + yy) * 255 // 3000], -1)
+    frames = [np.roll(base.astype(np.uint8), i * 40, axis=1) for i in range(10)]
+    big = make_clip(tmp_path / "big.mp4", 1, 10, 1920, 1080, frames=frames)
+    with pytest.raises(DecoderCrashedError, match="more memory than allowed"):
+        sample_frames(big, small)
+    # With almost nothing, the child cannot even start its decoder: the same error.
     with pytest.raises(DecoderCrashedError, match="memory"):
         sample_frames(clip, VideoLimits(memory_limit_bytes=64 * 1024 * 1024))
 
