@@ -209,9 +209,13 @@ def is_moving_image(source: ImageSource) -> bool:
     return head is not None and media_kind(head) is not None
 
 
+# Whether a GIF is animated is only known by finding its second frame.
+GIF_SNIFF_BYTES = 64 * 1024 * 1024
+
+
 def _head(source: Any, size: int = 64 * 1024) -> bytes | None:
     if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(memoryview(source)[: 64 * 1024 * 1024])
+        data = bytes(memoryview(source)[:GIF_SNIFF_BYTES])
         return data if data[:6] in (b"GIF87a", b"GIF89a") else data[:size]
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
@@ -220,7 +224,7 @@ def _head(source: Any, size: int = 64 * 1024) -> bytes | None:
         with open(path, "rb") as fh:
             head = fh.read(size)
             if head[:6] in (b"GIF87a", b"GIF89a"):
-                head += fh.read(64 * 1024 * 1024)
+                head += fh.read(GIF_SNIFF_BYTES)
             return head
     if isinstance(source, Image.Image):
         return None
@@ -229,7 +233,7 @@ def _head(source: Any, size: int = 64 * 1024) -> bytes | None:
             where = source.tell()
             head = source.read(size)
             if isinstance(head, bytes) and head[:6] in (b"GIF87a", b"GIF89a"):
-                head += source.read(64 * 1024 * 1024)
+                head += source.read(GIF_SNIFF_BYTES)
             source.seek(where)
         except (OSError, ValueError):
             return None
@@ -371,8 +375,9 @@ def sample_on_disk(disk: _OnDisk, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) ->
 
 
 def _whole(disk: _OnDisk) -> bytes:
+    """A GIF's start, enough for Pillow to find a second frame (64 MB at most)."""
     with open(disk.path, "rb") as fh:
-        return fh.read()
+        return fh.read(GIF_SNIFF_BYTES)
 
 
 def _load_frame(out_dir: str, frame: dict[str, Any]) -> Image.Image:
