@@ -215,8 +215,9 @@ GIF_SNIFF_BYTES = 64 * 1024 * 1024
 
 def _head(source: Any, size: int = 64 * 1024) -> bytes | None:
     if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(memoryview(source)[:GIF_SNIFF_BYTES])
-        return data if data[:6] in (b"GIF87a", b"GIF89a") else data[:size]
+        view = memoryview(source)
+        is_gif = bytes(view[:6]) in (b"GIF87a", b"GIF89a")
+        return bytes(view[: GIF_SNIFF_BYTES if is_gif else size])
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         if not os.path.isfile(path):
