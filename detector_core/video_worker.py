@@ -27,6 +27,7 @@ from .errors import (
     NoVideoTrackError,
     UnsupportedVideoError,
     VideoResolutionError,
+    VideoTimeoutError,
 )
 from .intake import to_rgb
 
@@ -169,6 +170,10 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
                     sampler.by_seeking(window)
         if not sampler.picker.kept and not sampler.stopped:
             window = sampler.in_order()
+        if window and sampler.stopped:
+            window = min(window, sampler.reached)  # the share looked at, not the planned one
+        if not sampler.picker.kept and sampler.stopped:
+            raise VideoTimeoutError(f"No frame could be taken before {sampler.stopped}.")
         if not sampler.picker.kept and sampler.frames_decoded == 0:
             raise CorruptVideoError(
                 "The video has no frame that can be decoded (it is empty, truncated or damaged)."
@@ -217,6 +222,7 @@ class _VideoSampler:
         self.stopped = ""
         self.key_time: float | None = None
         self.gop_s = 0.0  # the longest keyframe-to-frame distance seen
+        self.reached = 0.0  # the latest frame time decoded
 
     def restart(self, keyframes_only: bool) -> None:
         self.picker = _Picker(self.limits)
@@ -279,6 +285,7 @@ class _VideoSampler:
             self.frames_decoded += 1
             t = frame.time if frame.time is not None else (seen or 0.0)
             seen = t
+            self.reached = max(self.reached, t)
             if frame.key_frame:
                 self.key_time = t
             elif self.key_time is not None:

@@ -383,3 +383,38 @@ def test_a_c2pa_manifest_in_an_mp4_declaring_ai_sets_the_band(tiny_weights, clip
     # Nothing in the file: the pixels decide.
     plain = Detector(tiny_weights).score_video(clip)
     assert plain.evidence == () and plain.decided_by.value == "pixels"
+
+
+# --------------------------------------------------------------------------- budgets, in-process
+
+
+def _worker_limits(**changes) -> dict:
+    from dataclasses import asdict, replace
+
+    return asdict(replace(VideoLimits(), **changes))
+
+
+def test_the_decoded_frame_budget_stops_a_video_and_keeps_what_it_has(tmp_path):
+    import time
+
+    from detector_core.video_worker import _sample_video
+
+    # One keyframe for 100 frames: every frame must be decoded to reach the later ones.
+    path = make_clip(tmp_path / "gop.mp4", seconds=10, fps=10)
+    limits = _worker_limits(max_frames_decoded=30)
+    result = _sample_video(str(path), "mov", limits, time.monotonic() + 60)
+    assert result["frames_decoded"] == 30
+    assert "30 decoded frames" in result["stopped_early"]
+    kept = [t for t, _ in result["picker"].kept]
+    assert kept and max(kept) < 3.0
+    # The span reached, not the 10 s planned: the verdict's share looked at is honest.
+    assert max(kept) <= result["window_s"] < 3.0
+
+
+def test_a_sample_out_of_time_before_any_frame_is_a_timeout(tmp_path, clip):
+    import time
+
+    from detector_core.video_worker import _sample_video
+
+    with pytest.raises(VideoTimeoutError, match="before the time limit"):
+        _sample_video(str(clip), "mov", _worker_limits(), time.monotonic() - 1)
