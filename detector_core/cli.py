@@ -67,6 +67,10 @@ PASSTHROUGH = {
     "train": ("detector_core.training.train", "train a model and write weights with a model card"),
     "evaluate": ("detector_core.training.evaluate", "evaluate weights on a dataset split"),
     "benchmark": ("detector_core.benchmark", "benchmark the detector"),
+    "benchmark-video": (
+        "detector_core.video_benchmark",
+        "benchmark clips: decode vs score time of synthetic 1080p clips",
+    ),
     "loso": ("detector_core.training.loso", "leave-one-generator-family-out report"),
     "setup": ("detector_core.setup", "fetch the CLIP model once (needs the network)"),
     "fuse": (

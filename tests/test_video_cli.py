@@ -97,3 +97,16 @@ def test_a_video_url_is_fetched_safely_and_scored_as_a_clip(capsys, tiny_weights
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_video_benchmark_reports_decode_and_score_time(capsys, tiny_weights, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["benchmark-video", "--weights", str(tiny_weights), "--seconds", "2", "--repeats", "1"]
+    argv += ["--width", "320", "--height", "240", "--resnet-repeats", "1", "--json", str(out)]
+    code, printed, err = run(capsys, *argv)
+    assert code == 0, err
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["clip"] == "2 s 320×240 H.264 30 fps"
+    assert row["frames_scored"] >= 1 and row["frames_decoded"] >= row["frames_scored"]
+    assert row["decode_ms"] > 0 and row["score_ms"] > 0 and row["resnet50_forwards"] > 0
+    assert "× ResNet-50" in printed
