@@ -451,7 +451,8 @@ def _check_jpeg_scans(data: bytes) -> None:
     except ValueError as exc:
         if "premature end" in str(exc).lower():
             raise CorruptImageError(
-                "The JPEG image is truncated (its image data ends early; the rest would be grey)."
+                "The JPEG image is truncated (its image data ends early; the rest would be "
+                "grey)."
             ) from exc
     except Exception:  # any other complaint is for Pillow to judge when decoding
         return

@@ -416,7 +416,9 @@ def evaluate(
             if verdicts
             else None
         )
-        report["robustness"] = robustness_report(loaded, rows, arrays, cutoffs, progress, detector)
+        report["robustness"] = robustness_report(
+            loaded, rows, arrays, cutoffs, progress, detector
+        )
     return report, rows, loaded.calibration.probability(logits)
 
 
