@@ -310,6 +310,6 @@ def check_api_reachable(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             f"{path} does not reach the humanmade API: {taken_by!r} comes first and takes it.",
             11,
             hint='Put path("api/", include("cms_plugin.api.urls")) above the CMS\'s catch-all '
-            "route (Wagtail's include(wagtail_urls), django CMS's include(\"cms.urls\")).",
+            'route (Wagtail\'s include(wagtail_urls), django CMS\'s include("cms.urls")).',
         )
     ]

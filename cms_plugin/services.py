@@ -259,10 +259,10 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
     For custom views: raises `detector_core.errors.ImageError` (message for people) when the
     bytes are empty, too large, too small to judge or not a decodable image. A video is only
     recognised here; the worker decodes it (in its bounded child process), and a damaged
-    one fails there with the decoder's message. The same user
-    sending the same bytes again gets their earlier Detection back (queued again while it is
-    still pending: it may never have reached the broker). Scoring happens after commit; see
-    `enqueue` for `detection.queued`.
+    one fails there with the decoder's message. The same user sending the same bytes again
+    gets their earlier Detection back (queued again while it is still pending: it may never
+    have reached the broker). Scoring happens after commit; see `enqueue` for
+    `detection.queued`.
     """
     from detector_core.intake import IntakeLimits, decode_image, read_bytes
     from detector_core.tiling import check_min_size
