@@ -418,3 +418,10 @@ def test_a_sample_out_of_time_before_any_frame_is_a_timeout(tmp_path, clip):
 
     with pytest.raises(VideoTimeoutError, match="before the time limit"):
         _sample_video(str(clip), "mov", _worker_limits(), time.monotonic() - 1)
+
+
+def test_score_on_a_video_points_to_score_video(tiny_weights, clip):
+    from detector_core.errors import NotAnImageError
+
+    with pytest.raises(NotAnImageError, match="score_video"):
+        Detector(tiny_weights).score(clip)
