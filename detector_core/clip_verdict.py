@@ -298,10 +298,14 @@ def _evidence(path: str, sample: Sample) -> tuple[Evidence, ...]:
     from .provenance.c2pa_reader import read_c2pa_stream
 
     if sample.media.kind == "video":
-        if sample.media.container != "MP4/MOV":
-            return ()  # C2PA defines no Matroska embedding
-        with open(path, "rb") as fh:
-            return tuple(read_c2pa_stream(fh, "video/mp4"))
+        from .provenance.video_tags import read_video_tags
+
+        found = read_video_tags(sample.tags, sample.media.container)
+        if sample.media.container == "MP4/MOV":  # C2PA defines no Matroska embedding
+            with open(path, "rb") as fh:
+                found = read_c2pa_stream(fh, "video/mp4") + found
+        order = {"strong_ai": 0, "invalid": 1, "weak_ai": 2, "context": 3}
+        return tuple(sorted(found, key=lambda e: order.get(e.strength.value, 9)))
     if sample.media.n_bytes > EVIDENCE_MAX_BYTES:
         return ()
     with open(path, "rb") as fh:

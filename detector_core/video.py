@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,7 @@ class Sample:
     skipped_duplicate: int
     stopped_early: str  # why sampling stopped before covering the window; "" if it did not
     decode_ms: float
+    tags: dict[str, str] = field(default_factory=dict)  # a video container's metadata tags
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -372,6 +373,7 @@ def sample_on_disk(disk: _OnDisk, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) ->
         skipped_duplicate=reply["skipped_duplicate"],
         stopped_early=reply["stopped_early"],
         decode_ms=(time.perf_counter() - started) * 1000.0,
+        tags=dict(reply.get("tags") or {}),
     )
 
 

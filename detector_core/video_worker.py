@@ -179,6 +179,7 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
                 "The video has no frame that can be decoded (it is empty, truncated or damaged)."
             )
         return {
+            "tags": _tags(container.metadata),
             "media": {
                 "kind": "video",
                 "container": _CONTAINER_NAMES[demuxer],
@@ -193,6 +194,18 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
             "frames_decoded": sampler.frames_decoded,
             "stopped_early": sampler.stopped,
         }
+
+
+# The container's metadata tags travel back for the provenance readers, bounded.
+MAX_TAGS = 32
+MAX_TAG_CHARS = 1 << 20
+
+
+def _tags(metadata: Any) -> dict[str, str]:
+    tags = {}
+    for key, value in list(dict(metadata or {}).items())[:MAX_TAGS]:
+        tags[str(key)[:200]] = str(value)[:MAX_TAG_CHARS]
+    return tags
 
 
 _VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores"})

@@ -425,3 +425,48 @@ def test_score_on_a_video_points_to_score_video(tiny_weights, clip):
 
     with pytest.raises(NotAnImageError, match="score_video"):
         Detector(tiny_weights).score(clip)
+
+
+COMFY_GRAPH = {
+    "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 20, "cfg": 6.0}},
+    "4": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_t2v_1.3B.safetensors"}},
+    "9": {"class_type": "SaveVideo", "inputs": {}},
+}
+
+
+def test_comfyui_graph_in_mp4_tags_is_strong_evidence(tiny_weights, tmp_path):
+    import json
+
+    # As ComfyUI's SaveVideo writes it: one JSON per tag, in MP4 user metadata.
+    core = make_clip(tmp_path / "core.mp4", seconds=1, tags={"prompt": json.dumps(COMFY_GRAPH)})
+    # As VideoHelperSuite's Video Combine writes it: both in `comment`, in a WebM.
+    wrapped = json.dumps({"prompt": COMFY_GRAPH, "workflow": {"nodes": []}})
+    vhs = make_clip(
+        tmp_path / "vhs.webm",
+        seconds=1,
+        codec="libvpx-vp9",
+        container="webm",
+        tags={"comment": wrapped},
+    )
+    detector = Detector(tiny_weights)
+    for path, where in ((core, "MP4/MOV metadata tag 'prompt'"), (vhs, "comment")):
+        verdict = detector.score_video(path)
+        (item,) = [e for e in verdict.evidence if e.kind == "generator_parameters"]
+        assert item.details["generator"] == "ComfyUI" and where in item.where
+        assert "wan2.1_t2v_1.3B" in item.summary
+        assert verdict.band.value == "likely_ai" and verdict.decided_by.value == "provenance"
+
+
+def test_tool_tags_are_hints_or_context_and_ffmpeg_says_nothing(tiny_weights, tmp_path):
+    from detector_core.provenance.video_tags import read_video_tags
+
+    found = read_video_tags({"encoder": "Lavf61.7.100"}, "MP4/MOV")
+    assert found == []
+    (hint,) = read_video_tags({"software": "ComfyUI"}, "MP4/MOV")
+    assert hint.strength.value == "weak_ai"
+    (context,) = read_video_tags({"encoder": "Final Cut Pro 10.6"}, "MP4/MOV")
+    assert context.strength.value == "context"
+    path = make_clip(tmp_path / "tool.mp4", seconds=1, tags={"software": "ComfyUI"})
+    verdict = Detector(tiny_weights).score_video(path)
+    assert [e.strength.value for e in verdict.evidence] == ["weak_ai"]
+    assert verdict.decided_by.value == "pixels"  # a hint never moves the band

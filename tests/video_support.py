@@ -29,12 +29,17 @@ def make_clip(
     gop: int | None = None,
     frames: list[np.ndarray] | None = None,
     audio: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> Path:
-    """Encode a clip; `frames` replaces the moving noise when given."""
+    """Encode a clip; `frames` replaces the moving noise when given; `tags` are written as
+    container metadata (in MP4 with `use_metadata_tags`, as ComfyUI's SaveVideo does)."""
     import av
 
     pictures = frames if frames is not None else moving_frames(round(seconds * fps), width, height)
-    with av.open(str(path), "w", format=container) as out:
+    options = {"movflags": "use_metadata_tags"} if tags else {}
+    with av.open(str(path), "w", format=container, options=options) as out:
+        for key, value in (tags or {}).items():
+            out.metadata[key] = value
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if gop is not None:
