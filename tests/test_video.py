@@ -470,3 +470,13 @@ def test_tool_tags_are_hints_or_context_and_ffmpeg_says_nothing(tiny_weights, tm
     verdict = Detector(tiny_weights).score_video(path)
     assert [e.strength.value for e in verdict.evidence] == ["weak_ai"]
     assert verdict.decided_by.value == "pixels"  # a hint never moves the band
+
+
+def test_a_clip_as_bytes_or_file_object_is_the_same_clip(clip):
+    by_path = sample_frames(clip)
+    with open(clip, "rb") as fh:
+        by_file = sample_frames(fh)
+    by_bytes = sample_frames(clip.read_bytes())
+    for other in (by_file, by_bytes):
+        assert other.media == by_path.media  # the sha256 and size included
+        assert [f.time_s for f in other.frames] == [f.time_s for f in by_path.frames]
