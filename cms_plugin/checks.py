@@ -58,6 +58,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             found.append(_error(f"{SETTING_NAME}['{key}'] must be True or False.", 5))
     if conf["IN_PROCESS"] not in (None, True, False):
         found.append(_error(f"{SETTING_NAME}['IN_PROCESS'] must be None, True or False.", 5))
+    found += _check_video_limits(conf["VIDEO_LIMITS"])
     found += _check_allow_hosts(conf["URL_ALLOW_HOSTS"])
     queue = conf["CELERY_QUEUE"]
     if not isinstance(queue, str) or not queue.strip():
@@ -94,6 +95,25 @@ def _check_watched(entries: Any) -> list[checks.CheckMessage]:
         if not isinstance(field, models.FileField):
             found.append(_error(f"WATCHED_FIELDS: {entry} is not a FileField or ImageField.", 2))
     return found
+
+
+def _check_video_limits(value: Any) -> list[checks.CheckMessage]:
+    from detector_core.video import VideoLimits
+
+    try:
+        if not isinstance(value, dict):
+            raise TypeError(f"a dict is needed, not {type(value).__name__}")
+        VideoLimits(**value)
+    except (TypeError, ValueError) as exc:
+        fields = ", ".join(VideoLimits.__dataclass_fields__)
+        return [
+            _error(
+                f"{SETTING_NAME}['VIDEO_LIMITS'] is invalid: {exc}.",
+                11,
+                hint=f"A dict with any of {fields}, each positive.",
+            )
+        ]
+    return []
 
 
 def _check_cutoffs(value: Any) -> list[checks.CheckMessage]:

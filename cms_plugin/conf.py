@@ -5,7 +5,8 @@
         "WATCHED_FIELDS": ["newsroom.Photo.image"],
         "CUTOFFS": None,            # band cut-offs; None: those shipped with the weights
         "REVIEW_LIKELY_AI": True,   # likely_ai goes to review too (uncertain always does)
-        "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,     # uploads and URL downloads
+        "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,     # uploads and URL downloads, videos too
+        "VIDEO_LIMITS": {},         # overrides of detector_core.video.VideoLimits
         "URL_ALLOW_HOSTS": [],      # on-premise hosts/networks URLs may point at
         "CELERY_QUEUE": "humanmade",  # so that a GPU worker can take the scoring
         "WEIGHTS": None,            # None: $HUMANMADE_WEIGHTS, else the release in weights/
@@ -35,8 +36,13 @@ DEFAULTS: dict[str, Any] = {
     "CUTOFFS": None,
     # Whether likely_ai verdicts wait for a person too (uncertain ones always do).
     "REVIEW_LIKELY_AI": True,
-    # Largest upload (and URL download) accepted, in bytes.
+    # Largest upload (and URL download) accepted, in bytes; videos included.
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    # Videos and animated images: overrides of detector_core.video.VideoLimits fields, e.g.
+    # {"frames_scored": 12, "time_limit_s": 90}. Defaults there: 1 hour sampled at most,
+    # 3840×2160 per frame, 2,000 frames decoded, 8 frames scored, a 60 s and 3 GiB bound on
+    # the decoding process; max_bytes is MAX_UPLOAD_BYTES unless given here.
+    "VIDEO_LIMITS": {},
     # Host names, addresses or CIDR networks that URLs may point at although private.
     "URL_ALLOW_HOSTS": [],
     # Weights file; None: $HUMANMADE_WEIGHTS, else the release in weights/.

@@ -141,9 +141,10 @@ def plan_export(*, export_fields: Any, collect_confident: bool, since: date | No
             "it is not a clean label."
         )
 
+    # Clips (their evidence holds "media") are not still images to train on.
     reviewed = Detection.objects.filter(
         sources, status=Detection.Status.REVIEWED, decision__in=list(LABELS)
-    )
+    ).exclude(evidence__has_key="media")
     if since is not None:
         reviewed = reviewed.filter(reviewed_at__date__gte=since)
     for detection in reviewed.select_related("content_type").order_by("pk"):
@@ -163,7 +164,7 @@ def _confident(
         Q(probability__lte=CONFIDENT_HUMAN) | Q(probability__gte=CONFIDENT_AI),
         status__in=[Detection.Status.SCORED, Detection.Status.NEEDS_REVIEW],
         probability__isnull=False,
-    )
+    ).exclude(evidence__has_key="media")
     if since is not None:
         scored = scored.filter(Q(scored_at__date__gte=since) | Q(rescored_at__date__gte=since))
     by_sha: dict[str, list[Candidate]] = defaultdict(list)

@@ -154,6 +154,11 @@ class Detection(models.Model):
         return f"AI-generated: {percent}% ({self.get_band_display()})"
 
     @property
+    def is_clip(self) -> bool:
+        """A video or an animated image: its figure is a timeline, not a heatmap."""
+        return isinstance(self.evidence, dict) and "media" in self.evidence
+
+    @property
     def expert_probabilities(self) -> dict[str, float]:
         """Each expert's own probability of AI ("trace", "clip"), as the engine recorded it."""
         evidence = self.evidence if isinstance(self.evidence, dict) else {}

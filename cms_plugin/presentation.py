@@ -38,6 +38,8 @@ class VerdictView:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     model_version: str = ""
     image: dict[str, Any] = field(default_factory=dict)
+    # A video or animated image: its figure is the frame timeline, not a heatmap.
+    is_clip: bool = False
 
 
 def band_colour(band: str) -> str:
@@ -100,6 +102,7 @@ def verdict_view(data: Mapping[str, Any], headline: str | None = None) -> Verdic
         evidence=evidence_items(data),
         model_version=str(data.get("model_version") or ""),
         image=dict(data.get("image") or {}),
+        is_clip="media" in data,
     )
 
 

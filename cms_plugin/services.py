@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cms_plugin")
 
 _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+# Videos and animations, by what detector_core.video.media_kind found in their bytes.
+_MEDIA_SUFFIX = {"mov": ".mp4", "matroska": ".mkv", "GIF": ".gif", "WEBP": ".webp", "PNG": ".png"}
 
 
 class TransientError(Exception):
@@ -73,6 +75,15 @@ def get_detector() -> Detector:
                     device=conf.DEVICE,
                 )
     return _detector
+
+
+def video_limits() -> Any:
+    """detector_core's VideoLimits with HUMANMADE["VIDEO_LIMITS"] over them; a clip is never
+    larger than MAX_UPLOAD_BYTES, which bounds every upload."""
+    from detector_core.video import VideoLimits
+
+    conf = humanmade_settings
+    return VideoLimits(**{"max_bytes": int(conf.MAX_UPLOAD_BYTES), **conf.VIDEO_LIMITS})
 
 
 def forget_detector() -> None:
@@ -242,21 +253,30 @@ def _drop_heatmaps(detections: QuerySet[Detection]) -> None:
 
 
 def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detection:
-    """Queue an uploaded file (Django UploadedFile, any binary file object, or bytes).
+    """Queue an uploaded file (Django UploadedFile, any binary file object, or bytes): an
+    image, a video or an animated image.
 
     For custom views: raises `detector_core.errors.ImageError` (message for people) when the
-    bytes are empty, too large, too small to judge or not a decodable image. The same user
-    sending the same bytes again gets their earlier Detection back (queued again while it is
-    still pending: it may never have reached the broker). Scoring happens after commit; see
-    `enqueue` for `detection.queued`.
+    bytes are empty, too large, too small to judge or not a decodable image. A video is only
+    recognised here; the worker decodes it (in its bounded child process), and a damaged
+    one fails there with the decoder's message. The same user sending the same bytes again
+    gets their earlier Detection back (queued again while it is still pending: it may never
+    have reached the broker). Scoring happens after commit; see `enqueue` for
+    `detection.queued`.
     """
     from detector_core.intake import IntakeLimits, decode_image, read_bytes
     from detector_core.tiling import check_min_size
+    from detector_core.video import media_kind
 
     limits = IntakeLimits(max_bytes=int(humanmade_settings.MAX_UPLOAD_BYTES))
     data = read_bytes(file, limits)
-    decoded = decode_image(data, limits)
-    check_min_size(decoded.width, decoded.height)
+    kind = media_kind(data)
+    if kind is None:
+        decoded = decode_image(data, limits)
+        check_min_size(decoded.width, decoded.height)
+        suffix = _FORMAT_SUFFIX.get(decoded.format, ".img")
+    else:
+        suffix = _MEDIA_SUFFIX.get(kind[1], ".bin")
     sha256 = hashlib.sha256(data).hexdigest()
     if user is not None and user.is_authenticated:
         earlier = (
@@ -272,7 +292,6 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
         sha256=sha256,
         submitted_by=user if user is not None and user.is_authenticated else None,
     )
-    suffix = _FORMAT_SUFFIX.get(decoded.format, ".img")
     detection.upload.save(f"{sha256[:16]}{suffix}", ContentFile(data), save=False)
     detection.save()
     enqueue(detection)
@@ -478,6 +497,20 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
             "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
             "heatmap": earlier.heatmap.name,
         }
+    from detector_core.video import media_kind
+
+    if media_kind(data) is not None:
+        clip = detector.score_video(data, limits=video_limits())
+        return sha256, {
+            "probability": clip.ai_probability,
+            "band": clip.band.value,
+            "decided_by": clip.decided_by.value,
+            "model_version": clip.model_version,
+            # Holds the frames' timeline; "media" in it marks the Detection as a clip.
+            "evidence": clip.to_dict(),
+            # Where an image has its heatmap figure, a clip has its timeline figure.
+            "heatmap": _save_timeline(detection, sha256, clip),
+        }
     verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
     evidence = verdict.to_dict()
     evidence.pop("heatmap", None)
@@ -574,6 +607,21 @@ def status_for_band(band: str) -> str:
     if band == Detection.Band.LIKELY_AI and humanmade_settings.REVIEW_LIKELY_AI:
         return Detection.Status.NEEDS_REVIEW
     return Detection.Status.SCORED
+
+
+def _save_timeline(detection: Detection, sha256: str, clip: Any) -> str:
+    """The clip's timeline figure (frame probabilities over time, the driving frames)."""
+    import io
+
+    from detector_core.clip_figure import render_timeline
+
+    buf = io.BytesIO()
+    render_timeline(clip).save(buf, format="PNG")
+    name = f"{sha256[:16]}-{clip.model_version}-timeline.png"
+    stored = Detection._meta.get_field("heatmap")
+    return stored.storage.save(
+        stored.generate_filename(detection, name), ContentFile(buf.getvalue())
+    )
 
 
 def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:

@@ -1,6 +1,6 @@
 """The `humanmade` command: score images, describe the model, and run training tools.
 
-    humanmade score photo.jpg https://example.com/a.png some/folder/ [--json]
+    humanmade score photo.jpg clip.mp4 https://example.com/a.png some/folder/ [--json]
     humanmade info [--weights FILE] [--json]
     humanmade train|evaluate|benchmark|data ...   (arguments go to those tools unchanged)
 
@@ -12,6 +12,7 @@ error or unusable weights, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -25,8 +26,11 @@ from .errors import HumanmadeError, UnreadableSourceError, WeightsError
 from .headline import reasons_beyond_evidence
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
+    from .clip_verdict import ClipVerdict
     from .detector import Detector
     from .verdict import Verdict
+
+    Result = Verdict | ClipVerdict
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,6 +50,13 @@ IMAGE_SUFFIXES = frozenset(
         ".heic",
         ".heif",
         ".avif",
+        # Videos and animated PNG; animated GIF and WebP are recognised by their contents.
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".webm",
+        ".mkv",
+        ".apng",
     }
 )
 BATCH_SIZE = 8
@@ -56,6 +67,10 @@ PASSTHROUGH = {
     "train": ("detector_core.training.train", "train a model and write weights with a model card"),
     "evaluate": ("detector_core.training.evaluate", "evaluate weights on a dataset split"),
     "benchmark": ("detector_core.benchmark", "benchmark the detector"),
+    "benchmark-video": (
+        "detector_core.video_benchmark",
+        "benchmark clips: decode vs score time of synthetic 1080p clips",
+    ),
     "loso": ("detector_core.training.loso", "leave-one-generator-family-out report"),
     "setup": ("detector_core.setup", "fetch the CLIP model once (needs the network)"),
     "fuse": (
@@ -93,12 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser(
         "score",
-        help="score image files, folders and http(s) URLs",
-        description="Score images for signs of AI generation. Prints one line per image; "
-        "exit code 1 if any input failed.",
+        help="score image and video files, folders and http(s) URLs",
+        description="Score images, videos (MP4/MOV, WebM/Matroska) and animated GIF, WebP "
+        "and PNG for signs of AI generation. Prints one line per input (for a clip: its "
+        "verdict from sampled frames; --json lists each frame); exit code 1 if any input "
+        "failed.",
     )
     score.add_argument(
-        "inputs", nargs="+", metavar="PATH|URL|DIR", help="image files, folders or http(s) URLs"
+        "inputs",
+        nargs="+",
+        metavar="PATH|URL|DIR",
+        help="image or video files, folders or http(s) URLs",
     )
     score.add_argument("--json", action="store_true", help="print one JSON object per line")
     score.add_argument(
@@ -310,10 +330,15 @@ def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
 
 def _score_chunk(
     detector: Detector, chunk: Sequence[_Item], heatmap: bool = False
-) -> list[Verdict | HumanmadeError]:
-    """Scores for a chunk, in order: files go through one batched call, URLs one by one."""
-    results: dict[int, Verdict | HumanmadeError] = {}
-    files = [(i, item) for i, item in enumerate(chunk) if not item.is_url and item.error is None]
+) -> list[Result | HumanmadeError]:
+    """Scores for a chunk, in order: image files go through one batched call, URLs and
+    clips (videos, animated images) one by one."""
+    from .video import is_moving_image
+
+    results: dict[int, Result | HumanmadeError] = {}
+    candidates = [(i, item) for i, item in enumerate(chunk) if not item.is_url and not item.error]
+    clips = [(i, item) for i, item in candidates if is_moving_image(item.source)]
+    files = [(i, item) for i, item in candidates if (i, item) not in clips]
     if files:
         try:
             batch = detector.score_many(
@@ -330,13 +355,31 @@ def _score_chunk(
         if item.error is not None:
             results[i] = item.error
         elif item.is_url:
-            results[i] = _score_one(detector.score_url, item.source, heatmap)
+            results[i] = _score_one(functools.partial(_score_url, detector), item.source, heatmap)
+    for i, item in clips:
+        try:
+            results[i] = detector.score_video(item.source)
+        except WeightsError:
+            raise
+        except HumanmadeError as exc:
+            results[i] = exc
     return [results[i] for i in range(len(chunk))]
 
 
+def _score_url(detector: Detector, url: str, heatmap: bool = False) -> Result:
+    """Fetched safely once, then scored as what the bytes are: an image, or a clip."""
+    from .fetch import FetchPolicy, fetch_url
+    from .video import is_moving_image
+
+    data = fetch_url(url, detector.fetch_policy or FetchPolicy()).data
+    if is_moving_image(data):
+        return detector.score_video(data)
+    return detector.score(data, heatmap=heatmap)
+
+
 def _score_one(
-    fn: Callable[..., Verdict], source: str, heatmap: bool = False
-) -> Verdict | HumanmadeError:
+    fn: Callable[..., Result], source: str, heatmap: bool = False
+) -> Result | HumanmadeError:
     try:
         return fn(source, heatmap=heatmap)
     except WeightsError:
@@ -360,7 +403,7 @@ class _Output:
         stream.flush()
 
     def result(
-        self, item: _Item, result: Verdict | HumanmadeError, heatmap: Path | None = None
+        self, item: _Item, result: Result | HumanmadeError, heatmap: Path | None = None
     ) -> bool:
         """Report one result (and where its heatmap went); returns whether it succeeded."""
         if isinstance(result, HumanmadeError):
@@ -377,9 +420,10 @@ class _Output:
             self._write(json.dumps(record, ensure_ascii=False), sys.stdout)
         else:
             lines = [f"{item.name}: {result.summary()}"]
-            evidence = [e.to_dict() for e in result.evidence]
+            found = getattr(result, "evidence", ())  # a clip's verdict carries none yet
+            evidence = [e.to_dict() for e in found]
             lines += [f"  note: {r}" for r in reasons_beyond_evidence(result.reasons, evidence)]
-            lines += [f"  [{e.strength.label}] {e.summary} ({e.where})" for e in result.evidence]
+            lines += [f"  [{e.strength.label}] {e.summary} ({e.where})" for e in found]
             if heatmap is not None:
                 lines.append(f"  heatmap: {heatmap}")
             self._write("\n".join(lines), sys.stdout)
@@ -473,7 +517,8 @@ def _run_score(
             results = _score_chunk(detector, chunk, heatmap=args.heatmap is not None)
             for item, result in zip(chunk, results, strict=True):
                 heatmap_path = None
-                if not isinstance(result, HumanmadeError) and args.heatmap is not None:
+                is_image = getattr(result, "heatmap", None) is not None
+                if is_image and args.heatmap is not None:
                     written = _write_heatmap(detector, item, result, args.heatmap, len(items))
                     if isinstance(written, HumanmadeError):
                         result = written

@@ -25,7 +25,9 @@ from .verdict import Band, BandCutoffs, DecidedBy, ImageFacts, Verdict
 from .weights import ClipSpec, LoadedWeights, default_weights_path, load_weights
 
 if TYPE_CHECKING:
+    from .clip_verdict import ClipVerdict
     from .fetch import FetchPolicy
+    from .video import VideoLimits
 
 DEFAULT_MAX_TILES = 16
 # Log-odds: a score this close to a cut-off is re-checked on re-saved and resized copies.
@@ -167,6 +169,16 @@ class Detector:
         `heatmap`: also return the patch-probability map (`Verdict.heatmap`).
         """
         return self.score_many([source], heatmap=heatmap)[0]  # type: ignore[return-value]
+
+    def score_video(self, source: ImageSource, *, limits: VideoLimits | None = None) -> ClipVerdict:
+        """Score a video (MP4/MOV, WebM/Matroska) or an animated GIF, WebP or PNG: a
+        bounded sample of its frames, decoded in a child process, each scored like an image;
+        one verdict by the rule in `detector_core.clip_verdict`. Errors are `ImageError`s
+        (`VideoError` for what only videos can get wrong). See `detector_core.video`."""
+        from .clip_verdict import score_clip
+        from .video import DEFAULT_VIDEO_LIMITS
+
+        return score_clip(self, source, limits or DEFAULT_VIDEO_LIMITS)
 
     def score_url(self, url: str, *, heatmap: bool = False) -> Verdict:
         """Fetch an http(s) URL safely (see `fetch.FetchPolicy`) and score what it holds."""

@@ -85,3 +85,39 @@ class WeightsError(HumanmadeError):
 
 class ImageTooSmallError(ImageError):
     """The image is too small for its pixels to say anything."""
+
+
+class VideoError(ImageError):
+    """The input cannot be scored as a video or animated image.
+
+    A subclass of `ImageError` so that every edge that already shows image errors shows
+    these too; each hostile case below is also a subclass of the matching image error.
+    """
+
+
+class UnsupportedVideoError(VideoError, UnsupportedImageError):
+    """A container or codec outside the whitelist, or a pixel format that cannot become RGB."""
+
+
+class NoVideoTrackError(VideoError, NotAnImageError):
+    """A media file with no video track (audio only, whatever its extension says)."""
+
+
+class CorruptVideoError(VideoError, CorruptImageError):
+    """The video is truncated or damaged, or no frame in it can be decoded."""
+
+
+class VideoTooLargeError(VideoError, FileTooLargeError):
+    """The video file is larger than the configured byte limit."""
+
+
+class VideoResolutionError(VideoError, DecompressionBombError):
+    """The video's frames are larger than the configured resolution limit."""
+
+
+class VideoTimeoutError(VideoError):
+    """Decoding took longer than the configured time limit."""
+
+
+class DecoderCrashedError(VideoError):
+    """The decoding process died (a crash in the decoder, or it ran out of memory)."""

@@ -350,7 +350,10 @@ def _sniff_iso_media(data: bytes) -> _Kind:
         return _Kind("HEIF", ("HEIF", "AVIF"))
     if major == b"crx ":
         raise _unsupported("a Canon camera raw (CR3) file")
-    raise NotAnImageError("The file is not an image (it looks like a video or audio file).")
+    raise NotAnImageError(
+        "The file is not an image (it looks like a video or audio file; videos are scored "
+        "with Detector.score_video or `humanmade score`)."
+    )
 
 
 def _riff_kind(data: bytes) -> str:

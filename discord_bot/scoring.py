@@ -31,6 +31,7 @@ from detector_core.verdict import Band, BandCutoffs
 
 if TYPE_CHECKING:
     from detector_core import Detector, Verdict
+    from detector_core.clip_verdict import ClipVerdict
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,18 @@ class ScoreResult:
             evidence=tuple(
                 f"[{e.strength.label}] {e.summary} ({e.where})" for e in verdict.evidence
             ),
+        )
+
+    @classmethod
+    def from_clip(cls, clip: ClipVerdict) -> ScoreResult:
+        """A video's or animation's verdict; its headline says how much of it was seen."""
+        return cls(
+            ai_probability=clip.ai_probability,
+            band=clip.band,
+            model_version=clip.model_version,
+            headline=clip.summary(),
+            decided_by=clip.decided_by,
+            reasons=clip.reasons,
         )
 
     @classmethod
@@ -204,12 +217,29 @@ class LocalScorer(ThreadedScorer):
     def __init__(self, detector: Detector, *, workers: int = 1) -> None:
         self.detector = detector
         super().__init__(
-            lambda data: ScoreResult.from_verdict(detector.score(data)),
-            lambda url: ScoreResult.from_verdict(detector.score_url(url)),
+            functools.partial(score_media, detector),
+            functools.partial(score_media_url, detector),
             workers=workers,
             max_bytes=min(detector.limits.max_bytes, _fetch_cap(detector)),
             version=lambda: detector.model_version,
         )
+
+
+def score_media(detector: Detector, data: bytes) -> ScoreResult:
+    """An image's verdict, or a video's or animated image's from its sampled frames (their
+    decoding runs in the engine's bounded child process, never in the bot's)."""
+    from detector_core.video import is_moving_image
+
+    if is_moving_image(data):
+        return ScoreResult.from_clip(detector.score_video(data))
+    return ScoreResult.from_verdict(detector.score(data))
+
+
+def score_media_url(detector: Detector, url: str) -> ScoreResult:
+    """A URL fetched with the engine's safe fetch, then scored as what its bytes are."""
+    from detector_core.fetch import FetchPolicy, fetch_url
+
+    return score_media(detector, fetch_url(url, detector.fetch_policy or FetchPolicy()).data)
 
 
 def _fetch_cap(detector: Detector) -> int:

@@ -300,3 +300,30 @@ def test_upload_through_the_api_is_scored_by_a_celery_worker(stack, new_weights)
     log = _tail(stack["logs"]["worker-test-1"])
     assert "Task cms_plugin.rescore_detection[" in log, log
     assert "Task cms_plugin.rescore_detection[" not in _tail(stack["logs"]["worker"])
+
+
+def test_a_video_upload_is_scored_by_a_celery_worker(stack, tmp_path):
+    pytest.importorskip("av")
+    from video_support import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", seconds=2).read_bytes()
+    body, content_type = _multipart("file", "clip.mp4", clip)
+    status, headers, detection = _request(
+        f"{stack['base']}/api/detections/", stack["token"], body, content_type
+    )
+    assert status == 202, (detection, _tail(stack["logs"]["web"]))
+    assert detection["status"] == "pending"
+    result = detection
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and result["status"] in ("pending", "scoring"):
+        assert stack["procs"]["worker"].poll() is None, _tail(stack["logs"]["worker"])
+        time.sleep(0.3)
+        _, _, result = _request(headers["Location"], stack["token"])
+    assert result["status"] in ("needs_review", "scored"), (result, _tail(stack["logs"]["worker"]))
+    assert "— video, " in result["summary"]
+    evidence = result["evidence"]
+    assert evidence["media"]["sha256"] == detection["sha256"]
+    assert evidence["media"]["codec"] == "h264"
+    assert len(evidence["frames"]) == evidence["coverage"]["frames_scored"] >= 2
+    assert result["probability"] == pytest.approx(evidence["ai_probability"], abs=1e-6)
+    assert "cms_plugin.score_detection" in _tail(stack["logs"]["worker"])

@@ -39,7 +39,7 @@ from .xmp import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRUST_ANCHORS_ENV", "classify_validation", "read_c2pa"]
+__all__ = ["TRUST_ANCHORS_ENV", "classify_validation", "read_c2pa", "read_c2pa_stream"]
 
 TRUST_ANCHORS_ENV = "HUMANMADE_C2PA_TRUST_ANCHORS"
 
@@ -148,8 +148,9 @@ def reset_context() -> None:
         _context = None
 
 
-def _read_store(c2pa: Any, data: bytes, mime: str | None) -> dict[str, Any] | None:
-    reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, _c2pa_context(c2pa))
+def _read_store(c2pa: Any, data: Any, mime: str | None) -> dict[str, Any] | None:
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    reader = c2pa.Reader.try_create(mime, stream, None, _c2pa_context(c2pa))
     if reader is None:
         return None
     try:
@@ -181,6 +182,26 @@ def read_c2pa(data: bytes, meta: Metadata) -> list[Evidence]:
     if store is None:
         return [_remote_evidence(url, where) for url, where in remote[:1]]
     return [_manifest_evidence(store)]
+
+
+def read_c2pa_stream(stream: Any, mime: str) -> list[Evidence]:
+    """The C2PA manifest of a file given as a binary stream of type `mime` (a video: the
+    image path sniffs its own container first); [] when there is none."""
+    try:
+        import c2pa
+    except ImportError:
+        log.debug("c2pa-python is not installed; C2PA manifests are not read")
+        return []
+    try:
+        store = _read_store(c2pa, stream, mime)
+    except c2pa.C2paError as exc:
+        message = str(exc)
+        if "remote" in type(exc).__name__.lower() or message.lower().startswith("remote"):
+            return [_remote_evidence(_url_in(message), "C2PA reference")]
+        if "ManifestNotFound" in type(exc).__name__ or "no jumbf" in message.lower():
+            return []
+        return [_unreadable_evidence(message)]
+    return [] if store is None else [_manifest_evidence(store)]
 
 
 def _url_in(message: str) -> str:

@@ -16,6 +16,10 @@ __all__ = ["ImageRef", "find_images", "read_attachment", "score_ref"]
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 )
+# Videos the engine decodes (detector_core.video); the bytes decide, these only pick what
+# is worth a download.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv"})
+VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"})
 _URL_RE = re.compile(r"<?(https?://[^\s<>]+)>?")
 
 
@@ -29,9 +33,10 @@ class ImageRef:
 
 
 def looks_like_image_name(name: str) -> bool:
+    """An image or a video by its name's extension."""
     path = urlsplit(name).path if "://" in name else name
     dot = path.rfind(".")
-    return dot >= 0 and path[dot:].lower() in IMAGE_EXTENSIONS
+    return dot >= 0 and path[dot:].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
 def is_image_attachment(attachment: discord.Attachment) -> bool:
@@ -39,7 +44,7 @@ def is_image_attachment(attachment: discord.Attachment) -> bool:
     # anyway, so this only decides which attachments are worth a download.
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if content_type:
-        return content_type.startswith("image/")
+        return content_type.startswith("image/") or content_type in VIDEO_TYPES
     return looks_like_image_name(attachment.filename)
 
 
@@ -52,7 +57,10 @@ def find_images(message: discord.Message, limit: int) -> list[ImageRef]:
             seen.add(attachment.url)
             refs.append(ImageRef(label=attachment.filename, attachment=attachment))
     for embed in message.embeds:
-        for media in (embed.image, embed.thumbnail):
+        # A GIF link's embed (Tenor, Giphy) plays a video: the animation itself, of which
+        # the thumbnail is one frame.
+        video = embed.video if embed.video.url else None
+        for media in (video,) if video else (embed.image, embed.thumbnail):
             # Discord's media proxy has already fetched the picture; asking it rather than
             # the original host does not reveal the bot's address to whoever posted the link.
             url = media.proxy_url or media.url
