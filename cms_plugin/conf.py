@@ -111,9 +111,6 @@ humanmade_settings = HumanmadeSettings()
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
         humanmade_settings.reload()
-        from . import services
-
-        services.forget_detector()
 
 
 setting_changed.connect(_reload, dispatch_uid="cms_plugin.conf.reload")

@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from cms_plugin import services
+from cms_plugin import scoring, services
 from cms_plugin.models import Detection
 from demo_site.models import NewsPhoto
 
@@ -444,7 +444,7 @@ def test_rescore_retries_storage_errors_then_gives_up_keeping_the_verdict(
         tries.append(1)
         raise OSError("storage is away")
 
-    monkeypatch.setattr(services, "read_image_bytes", flaky)
+    monkeypatch.setattr(scoring, "read_image_bytes", flaky)
     outcome = services.dispatch_rescore(detection.pk)
     assert outcome.startswith("failed: re-scoring kept failing and was given up")
     assert "storage is away" in outcome

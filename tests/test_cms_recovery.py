@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from celery import current_app
 from cms_support import humanmade_conf, make_user, png
 from django.core import checks
 from django.core.files.base import ContentFile
@@ -41,13 +42,13 @@ def run_commits(django_capture_on_commit_callbacks):
 
 
 class Broker:
-    """score_detection.apply_async as a broker that is up (records) or down (raises)."""
+    """Celery's send_task as a broker that is up (records) or down (raises)."""
 
     def __init__(self) -> None:
         self.up = False
         self.sent: list[int] = []
 
-    def __call__(self, args, **kwargs) -> None:
+    def __call__(self, name, args, **kwargs) -> None:
         if not self.up:
             raise BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         self.sent.extend(args)
@@ -57,7 +58,7 @@ class Broker:
 def broker(cms, tiny_weights, monkeypatch) -> Broker:
     cms.HUMANMADE = humanmade_conf(tiny_weights, IN_PROCESS=False)
     fake = Broker()
-    monkeypatch.setattr(score_detection, "apply_async", fake)
+    monkeypatch.setattr(current_app, "send_task", fake)
     return fake
 
 
