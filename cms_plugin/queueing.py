@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .conf import humanmade_settings
@@ -54,11 +56,37 @@ def enqueue(detection: Detection) -> None:
 
 
 def dispatch(detection_id: int) -> bool:
-    """Queue (or, in-process, run) the scoring; False when the broker cannot be reached."""
+    """Queue (or, in-process, run) the scoring; False when the broker cannot be reached.
+
+    `queued_at` records when the message was published; when publishing fails the row is
+    left exactly as it was (it keeps its age), for the sweeper.
+    """
+    return _publish(detection_id) is not False
+
+
+def _publish(detection_id: int, was: dict[str, Any] | None = None) -> bool | None:
+    """Claim the row (`queued_at`), send its scoring, give the claim back if sending fails.
+
+    `was`: the row's `queued_at` and `updated_at` as the sweeper read them; the claim then
+    holds only while the row is unchanged and unfinished, and None means that someone else
+    (a worker, another sweep) moved it meanwhile: nothing is sent.
+    """
+    rows = Detection.objects.filter(pk=detection_id)
+    if was is None:
+        previous = rows.values_list("queued_at", flat=True).first()
+    else:
+        previous = was["queued_at"]
+        rows = rows.filter(status__in=UNFINISHED, queued_at=previous, updated_at=was["updated_at"])
+    # Stamped before sending: a worker that starts at once moves updated_at past it.
+    stamp = timezone.now()
+    if not rows.update(queued_at=stamp) and was is not None:
+        return None
     try:
         _send(SCORE_TASK, detection_id)
     except QueueUnavailable as exc:
-        # The row is stored and stays pending: the sweeper queues it once the broker is back.
+        # The row is stored and stays pending, as old as it was: the sweeper queues it once
+        # the broker is back.
+        Detection.objects.filter(pk=detection_id, queued_at=stamp).update(queued_at=previous)
         logger.warning("detection %s: not queued, left pending: %s", detection_id, exc)
         return False
     return True
@@ -107,30 +135,86 @@ class SweepReport:
     failed: list[int] = field(default_factory=list)  # attempt limit reached
 
 
-def sweep_stuck(older_than: float | None = None) -> SweepReport:
-    """Queue again the Detections left `pending` or `scoring` for longer than `older_than`
-    seconds (default `HUMANMADE["STUCK_AFTER"]`): a message lost with a killed worker or a
-    broker that was down. A row started `TASK_MAX_ATTEMPTS` times fails with a message.
+# A row whose message was never published (the broker was down) is queued by the first sweep
+# after this many seconds, however long STUCK_AFTER is: no message of it can be waiting. The
+# minute covers the moment between the commit and the publishing.
+NEVER_QUEUED_AFTER = 60.0
 
-    A row that is in fact still queued gets a second message, which finds it done.
+
+def sweep_stuck(older_than: float | None = None) -> SweepReport:
+    """Queue again the Detections whose scoring message is gone: left `pending` or `scoring`
+    for longer than `older_than` seconds (default `HUMANMADE["STUCK_AFTER"]`) by a worker
+    killed mid-task, a message the broker lost, or a broker that was down (those never
+    published wait only `NEVER_QUEUED_AFTER`). A row started `TASK_MAX_ATTEMPTS` times
+    fails with a message.
+
+    A row whose message may still wait in the queue (a backlog) is not queued again: the
+    queue is first in, first out, so of the rows published since they last changed, the
+    newest as many as the queue holds messages may still be in it; only older ones are
+    queued again. A row is claimed only while its message is published: a sweep that cannot
+    reach the broker leaves every row as it was, and stops at the first failure.
     """
     now = timezone.now()
-    seconds = humanmade_settings.STUCK_AFTER if older_than is None else older_than
-    cutoff = now - timedelta(seconds=float(seconds))
-    limit = int(humanmade_settings.TASK_MAX_ATTEMPTS)
+    seconds = float(humanmade_settings.STUCK_AFTER if older_than is None else older_than)
+    cutoff = now - timedelta(seconds=seconds)
+    never_cutoff = now - timedelta(seconds=min(seconds, NEVER_QUEUED_AFTER))
+    unfinished = Detection.objects.filter(status__in=UNFINISHED)
+    published = Q(queued_at__isnull=False, queued_at__gte=F("updated_at"))
+    never_queued = Q(status=Detection.Status.PENDING, queued_at__isnull=True)
+    fields = ("pk", "attempts", "queued_at", "updated_at")
+    lost = list(
+        unfinished.exclude(published)
+        .filter(Q(updated_at__lt=cutoff) | (never_queued & Q(updated_at__lt=never_cutoff)))
+        .values(*fields)
+    )
     report = SweepReport()
-    stuck = Detection.objects.filter(status__in=UNFINISHED, updated_at__lt=cutoff).order_by("pk")
-    for pk, attempts in stuck.values_list("pk", "attempts"):
-        if attempts >= limit:
-            mark_failed(pk, gave_up_message(attempts))
+    waiting = unfinished.filter(published, queued_at__lt=cutoff)
+    if waiting.exists():
+        depth = queue_depth()
+        if depth is None:  # the broker is away: nothing could be sent anyway
+            report.not_queued.extend(waiting.values_list("pk", flat=True))
+        else:
+            # The oldest publishing that may still wait in the queue: the depth-th newest.
+            in_queue = (
+                unfinished.filter(published)
+                .order_by("-queued_at")
+                .values_list("queued_at", flat=True)[max(depth - 1, 0) : depth]
+            )
+            if depth == 0 or in_queue:
+                gone = waiting if depth == 0 else waiting.filter(queued_at__lt=in_queue[0])
+                lost.extend(gone.values(*fields))
+    limit = int(humanmade_settings.TASK_MAX_ATTEMPTS)
+    for row in sorted(lost, key=lambda row: (row["queued_at"] is not None, row["pk"])):
+        pk = row["pk"]
+        if row["attempts"] >= limit:
+            mark_failed(pk, gave_up_message(row["attempts"]))
             report.failed.append(pk)
-            continue
-        # Claim the row (a concurrent sweep or worker may have moved it meanwhile).
-        claimed = Detection.objects.filter(
-            pk=pk, status__in=UNFINISHED, updated_at__lt=cutoff
-        ).update(updated_at=now)
-        if not claimed:
-            continue
-        (report.requeued if dispatch(pk) else report.not_queued).append(pk)
+        elif report.not_queued:  # the broker went away during this sweep: try no more
+            report.not_queued.append(pk)
+        else:
+            outcome = _publish(pk, row)
+            if outcome is not None:
+                (report.requeued if outcome else report.not_queued).append(pk)
     return report
 
+
+def queue_depth() -> int | None:
+    """How many messages wait in HUMANMADE["CELERY_QUEUE"] (0 in-process); None when the
+    broker cannot be reached. Messages a worker holds are not counted."""
+    if runs_in_process():
+        return 0
+    from celery import current_app
+
+    try:
+        with current_app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)
+            try:
+                declared = conn.default_channel.queue_declare(
+                    queue=humanmade_settings.CELERY_QUEUE, passive=True
+                )
+            except conn.channel_errors:  # no such queue (Redis drops an empty one)
+                return 0
+            return int(declared.message_count)
+    except Exception as exc:  # as in _send: every transport's error means "not reached"
+        logger.warning("the Celery broker could not be reached to count the queue: %s", exc)
+        return None

@@ -31,8 +31,8 @@ _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif",
 def queue_field(instance: Model, field_name: str) -> Detection | None:
     """A Detection for a watched object's file field, unless that very file was queued.
 
-    A Detection of that very file still `pending` is queued again (the broker may have been
-    down when it was created) and returned.
+    A Detection of that very file still `pending` is returned, queued now if it never
+    reached the broker (it was down when the Detection was created).
     """
     from django.contrib.contenttypes.models import ContentType
 
@@ -49,7 +49,8 @@ def queue_field(instance: Model, field_name: str) -> Detection | None:
     )
     if last is not None and last.file_name == field_file.name:
         if last.status == Detection.Status.PENDING:
-            enqueue(last)  # perhaps never queued (broker down): a duplicate message is harmless
+            if last.queued_at is None:  # never queued (the broker was down): queue it now
+                enqueue(last)
             return last
         return None  # saved again without a new file
     from .sources import uploader_of
@@ -122,9 +123,9 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
 
     For custom views: raises `detector_core.errors.ImageError` (message for people) when the
     bytes are empty, too large, too small to judge or not a decodable image. The same user
-    sending the same bytes again gets their earlier Detection back (queued again while it is
-    still pending: it may never have reached the broker). Scoring happens after commit; see
-    `enqueue` for `detection.queued`.
+    sending the same bytes again gets their earlier Detection back (queued now if it never
+    reached the broker; one waiting in the queue is not queued twice). Scoring happens after
+    commit; see `enqueue` for `detection.queued`.
     """
     from detector_core.intake import IntakeLimits, decode_image, read_bytes
     from detector_core.tiling import check_min_size
@@ -141,7 +142,7 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
             .first()
         )
         if earlier is not None:
-            if earlier.status == Detection.Status.PENDING:
+            if earlier.status == Detection.Status.PENDING and earlier.queued_at is None:
                 enqueue(earlier)
             return earlier
     detection = Detection(

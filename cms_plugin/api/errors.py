@@ -31,9 +31,15 @@ def error_code(exc: Exception) -> str:
 
 
 def api_error(
-    code: str, message: str, status_code: int, headers: dict[str, str] | None = None
+    code: str,
+    message: str,
+    status_code: int,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> Response:
-    return Response({"error": code, "message": message}, status=status_code, headers=headers)
+    """The one shape, plus `fields` that a client acts on (say, the stored detection's id)."""
+    body = {"error": code, "message": message, **fields}
+    return Response(body, status=status_code, headers=headers)
 
 
 def first_message(errors: Any) -> str:
