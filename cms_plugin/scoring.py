@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -104,8 +105,9 @@ def _read_image(detection: Detection) -> bytes:
 
 
 def _score(detection: Detection) -> str:
+    started = time.monotonic()
     data = _read_image(detection)
-    sha256, result = _verdict_for(detection, data)
+    sha256, result = _verdict_for(detection, data, started, as_slow_as_scoring=True)
     status = status_for_band(result["band"])
     Detection.objects.filter(pk=detection.pk, status=Detection.Status.SCORING).update(
         sha256=sha256,
@@ -118,9 +120,17 @@ def _score(detection: Detection) -> str:
     return status
 
 
-def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]]:
+def _verdict_for(
+    detection: Detection, data: bytes, started: float, *, as_slow_as_scoring: bool = False
+) -> tuple[str, dict[str, Any]]:
     """(sha256, the verdict's fields) from the current model; the same bytes are scored once
-    per model version: an earlier Detection's result is taken when there is one."""
+    per model version: an earlier Detection's result is taken when there is one.
+
+    The earlier one may be another user's, so a taken result tells nothing of it that a
+    scoring of one's own would not: its `elapsed_ms` is this Detection's own time since
+    `started`, and `as_slow_as_scoring` (a first scoring, whose status its sender watches)
+    waits until the earlier scoring's time has passed, or half the soft time limit.
+    """
     sha256 = hashlib.sha256(data).hexdigest()
     detector = get_detector()
     version = detector.model_version
@@ -132,12 +142,18 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
         .first()
     )
     if earlier is not None:
+        evidence = dict(earlier.evidence or {})
+        took = evidence.get("elapsed_ms")
+        if as_slow_as_scoring and isinstance(took, int | float):
+            ceiling = float(humanmade_settings.TASK_SOFT_TIME_LIMIT) / 2
+            time.sleep(max(0.0, min(took / 1000, ceiling) - (time.monotonic() - started)))
+        evidence["elapsed_ms"] = round((time.monotonic() - started) * 1000, 2)
         return sha256, {
             "probability": earlier.probability,
             "band": earlier.band,
             "decided_by": earlier.decided_by,
             "model_version": earlier.model_version,
-            "evidence": {**earlier.evidence, "deduplicated_from": earlier.pk},
+            "evidence": {**evidence, "deduplicated_from": earlier.pk},
             "heatmap": earlier.heatmap.name,
         }
     verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
@@ -168,6 +184,7 @@ def rescore_detection(detection_id: int) -> str:
     """
     from detector_core import HumanmadeError, WeightsError
 
+    started = time.monotonic()
     detection = Detection.objects.filter(pk=detection_id).first()
     if detection is None:
         return "missing"
@@ -185,7 +202,7 @@ def rescore_detection(detection_id: int) -> str:
             message = "the stored file changed since it was scored; the old verdict is kept"
             logger.warning("detection %s: not re-scored: %s", detection_id, message)
             return f"failed: {message}"
-        sha256, result = _verdict_for(detection, data)
+        sha256, result = _verdict_for(detection, data, started)
     except (WeightsError, DatabaseError) as exc:
         raise TransientError(str(exc)) from exc
     except (HumanmadeError, FileNotFoundError) as exc:
