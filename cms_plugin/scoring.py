@@ -17,6 +17,8 @@ from django.db import DatabaseError, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from detector_core.memory import release_freed_memory
+
 from .conf import humanmade_settings
 from .engine import get_detector
 from .models import Detection
@@ -159,13 +161,16 @@ def _verdict_for(
     verdict = detector.score(data, heatmap=bool(humanmade_settings.HEATMAP))
     evidence = verdict.to_dict()
     evidence.pop("heatmap", None)
+    overlay = _save_overlay(detection, data, verdict)
+    # The figure decoded the image once more: give that memory back too.
+    release_freed_memory(verdict.image.width * verdict.image.height)
     return sha256, {
         "probability": verdict.ai_probability,
         "band": verdict.band.value,
         "decided_by": verdict.decided_by.value,
         "model_version": verdict.model_version,
         "evidence": evidence,
-        "heatmap": _save_overlay(detection, data, verdict),
+        "heatmap": overlay,
     }
 
 
