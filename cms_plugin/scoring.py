@@ -268,5 +268,3 @@ def _save_overlay(detection: Detection, data: bytes, verdict: Any) -> str:
     name = f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.model_version}.png"
     stored = Detection._meta.get_field("heatmap")
     return stored.storage.save(stored.generate_filename(detection, name), ContentFile(figure))
-
-

@@ -171,5 +171,3 @@ def submit_url(url: str, *, user: AbstractBaseUser | None = None) -> Detection:
     )
     enqueue(detection)
     return detection
-
-

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cms_plugin', '0005_detection_stale_status'),
+        ("cms_plugin", "0005_detection_stale_status"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='detection',
-            name='queued_at',
+            model_name="detection",
+            name="queued_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
     ]
