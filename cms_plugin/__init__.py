@@ -7,7 +7,7 @@ include `cms_plugin.api.urls` for the API. Scores are advisory evidence for revi
 
 
 def score_upload(file, *, user=None):
-    """Queue an uploaded file for scoring from a custom view; see `services.score_upload`."""
-    from .services import score_upload as _score_upload
+    """Queue an uploaded file for scoring from a custom view; see `uploads.score_upload`."""
+    from .uploads import score_upload as _score_upload
 
     return _score_upload(file, user=user)

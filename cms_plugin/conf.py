@@ -60,8 +60,9 @@ DEFAULTS: dict[str, Any] = {
     # killed mid-task each time, say by an image that exhausts its memory) fails for good.
     "TASK_MAX_ATTEMPTS": 10,
     # The sweeper (`manage.py humanmade_sweep`, task `cms_plugin.sweep_detections`) queues
-    # again what has been `pending` or `scoring` for longer than this, in seconds. Keep it
-    # above TASK_TIME_LIMIT plus the longest retry back-off (600 s).
+    # again what has been `pending` or `scoring` for longer than this, in seconds, and whose
+    # message is gone (not one waiting in a backlog; one never published: after a minute).
+    # Keep it above TASK_TIME_LIMIT plus the longest retry back-off (600 s).
     "STUCK_AFTER": 1800,
     # None: score in-process after commit when Celery has no broker configured, else queue.
     # True: always in-process (the demo). False: always queue (production).
@@ -117,9 +118,6 @@ humanmade_settings = HumanmadeSettings()
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
         humanmade_settings.reload()
-        from . import services
-
-        services.forget_detector()
 
 
 setting_changed.connect(_reload, dispatch_uid="cms_plugin.conf.reload")

@@ -61,7 +61,7 @@ def data_url(data: bytes | None, content_type: str) -> str:
 
 def stored_thumbnail(detection: Detection) -> bytes | None:
     """The thumbnail of a Detection's stored image; None when it is gone or undecodable."""
-    from .services import read_image_bytes
+    from .storage import read_image_bytes
 
     try:
         return thumbnail_jpeg(read_image_bytes(detection))

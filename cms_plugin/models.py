@@ -86,6 +86,10 @@ class Detection(models.Model):
     )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # When the last scoring message was published to the broker (None: never, the broker
+    # was down). A row published since it last changed (queued_at >= updated_at) waits in
+    # the queue, and the sweeper leaves it there while the queue still holds its message.
+    queued_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     probability = models.FloatField(null=True, blank=True)
     band = models.CharField(max_length=16, choices=Band.choices, blank=True, db_index=True)

@@ -9,7 +9,7 @@ from typing import Any
 from django.apps import apps
 from django.db.models.signals import post_delete, post_save
 
-from . import services
+from . import uploads
 from .conf import humanmade_settings
 
 _connected: dict[type, list[str]] = {}
@@ -51,8 +51,8 @@ def _on_save(sender: type, instance: Any, raw: bool = False, **kwargs: Any) -> N
     if raw:  # loaddata: the fixture's files are not uploads
         return
     for field_name in _connected.get(sender, ()):
-        services.queue_field(instance, field_name)
+        uploads.queue_field(instance, field_name)
 
 
 def _on_delete(sender: type, instance: Any, **kwargs: Any) -> None:
-    services.retire_object(instance)
+    uploads.retire_object(instance)

@@ -1,9 +1,9 @@
 """The Celery tasks: thin, idempotent, late-acknowledged, retried with backoff.
 
-Queue name and time limits are given per call (see `services.dispatch`), so they follow
+Queue name and time limits are given per call (see `queueing.dispatch`), so they follow
 `HUMANMADE`; a worker takes this queue with `celery -A <project> worker -Q humanmade`.
 A pool child killed mid-task (out of memory, `kill -9`) puts its message back on the queue
-(`reject_on_worker_lost`, safe because the tasks are idempotent); `services.run_detection`
+(`reject_on_worker_lost`, safe because the tasks are idempotent); `scoring.run_detection`
 counts the starts, so an image that kills every worker fails after TASK_MAX_ATTEMPTS.
 """
 
@@ -14,7 +14,7 @@ import logging
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from . import services
+from . import queueing, scoring
 from .conf import humanmade_settings
 
 logger = logging.getLogger("cms_plugin")
@@ -38,7 +38,7 @@ def _retry(task: Task, detection_id: int, exc: Exception) -> str:
 
 @shared_task(
     bind=True,
-    name="cms_plugin.score_detection",
+    name=queueing.SCORE_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,  # counted against HUMANMADE["TASK_MAX_RETRIES"] below
@@ -47,28 +47,28 @@ def _retry(task: Task, detection_id: int, exc: Exception) -> str:
 def score_detection(self, detection_id: int) -> str:
     """Score Detection `detection_id`; a re-delivered message finds it done and returns."""
     try:
-        return services.run_detection(detection_id)
-    except services.TransientError as exc:
+        return scoring.run_detection(detection_id)
+    except scoring.TransientError as exc:
         if self.request.retries >= int(humanmade_settings.TASK_MAX_RETRIES):
-            return services.mark_failed(
+            return scoring.mark_failed(
                 detection_id, f"Scoring kept failing and was given up: {exc}"
             )
         return _retry(self, detection_id, exc)
     except SoftTimeLimitExceeded:
-        return services.mark_failed(
+        return scoring.mark_failed(
             detection_id,
             "Scoring took longer than the time limit "
             f"({humanmade_settings.TASK_SOFT_TIME_LIMIT} s) and was stopped.",
         )
     except Exception:
         logger.exception("detection %s: unexpected error while scoring", detection_id)
-        services.mark_failed(detection_id, "An internal error stopped the scoring (see logs).")
+        scoring.mark_failed(detection_id, "An internal error stopped the scoring (see logs).")
         raise
 
 
 @shared_task(
     bind=True,
-    name="cms_plugin.rescore_detection",
+    name=queueing.RESCORE_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,  # counted against HUMANMADE["TASK_MAX_RETRIES"] below
@@ -81,8 +81,8 @@ def rescore_detection(self, detection_id: int) -> str:
     failure never touches the old verdict; the next `humanmade_rescore` run tries again.
     """
     try:
-        return services.rescore_detection(detection_id)
-    except services.TransientError as exc:
+        return scoring.rescore_detection(detection_id)
+    except scoring.TransientError as exc:
         if self.request.retries >= int(humanmade_settings.TASK_MAX_RETRIES):
             message = f"failed: re-scoring kept failing and was given up: {exc}"
             logger.warning("detection %s: %s", detection_id, message)
@@ -100,10 +100,10 @@ def rescore_detection(self, detection_id: int) -> str:
         raise
 
 
-@shared_task(name="cms_plugin.sweep_detections", ignore_result=True)
+@shared_task(name=queueing.SWEEP_TASK, ignore_result=True)
 def sweep_detections() -> dict[str, int]:
     """Queue again what a dead worker or broker left pending or scoring (run it from beat)."""
-    report = services.sweep_stuck()
+    report = queueing.sweep_stuck()
     counts = {name: len(ids) for name, ids in vars(report).items()}
     if any(counts.values()):
         logger.info("swept stuck detections: %s", counts)

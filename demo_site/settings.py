@@ -171,6 +171,9 @@ CELERY_BROKER_URL = os.environ.get("HUMANMADE_CELERY_BROKER_URL") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed pool child's task goes back on the queue
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# KiB: a pool child whose memory passed ~1.9 GiB is replaced once its task is done (the model
+# takes ~1 GiB, a 64 MP image ~1.6 GiB more while it is scored; README "In production").
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = 2_000_000
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis hands an unacknowledged task to another worker after this many seconds: longer than

@@ -27,7 +27,7 @@ try:  # the OpenAPI schema of the API, when drf-spectacular is installed (the dj
 except ImportError:  # pragma: no cover
     pass
 else:
-    urlpatterns[2:2] = [
+    urlpatterns[1:1] = [  # above the API, whose last route takes the rest of api/
         path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
         path(
             "api/schema/swagger-ui/",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .argtypes import int_at_least, report_error
 from .errors import HumanmadeError, UnreadableSourceError, WeightsError
 from .headline import reasons_beyond_evidence
+from .library_notes import library_notes
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
     from .clip_verdict import ClipVerdict
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
     score.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    score.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also print what the image library said about a file (damaged EXIF and the "
+        "like) as a note under its verdict; --json always includes these notes",
+    )
     score.add_argument(
         "--device",
         default="cpu",
@@ -391,9 +399,10 @@ def _score_one(
 class _Output:
     """Writes results to stdout and failures to stderr without tearing a progress bar."""
 
-    def __init__(self, as_json: bool, bar: Any) -> None:
+    def __init__(self, as_json: bool, bar: Any, verbose: bool = False) -> None:
         self.as_json = as_json
         self.bar = bar
+        self.verbose = verbose
 
     def _write(self, text: str, stream: TextIO) -> None:
         if self.bar is not None and not self.bar.disable:
@@ -424,6 +433,9 @@ class _Output:
             evidence = [e.to_dict() for e in found]
             lines += [f"  note: {r}" for r in reasons_beyond_evidence(result.reasons, evidence)]
             lines += [f"  [{e.strength.label}] {e.summary} ({e.where})" for e in found]
+            notes = getattr(result, "notes", ())  # a clip's verdict carries none
+            if self.verbose and notes:
+                lines.append(f"  note: the image library says: {'; '.join(notes)}")
             if heatmap is not None:
                 lines.append(f"  heatmap: {heatmap}")
             self._write("\n".join(lines), sys.stdout)
@@ -444,6 +456,7 @@ def _cmd_score(args: argparse.Namespace, prog: str) -> int:
             max_tiles=args.max_tiles or DEFAULT_MAX_TILES,
             fetch_policy=policy,
             device=args.device,
+            library_notes=True,  # Pillow's warnings become notes, not stderr lines
         )
     except (RuntimeError, ValueError) as exc:  # e.g. an unknown --device
         return report_error(prog, f"--device: {exc}")
@@ -510,28 +523,44 @@ def _run_score(
         leave=False,
         dynamic_ncols=True,
     )
-    out = _Output(args.json, bar)
+    out = _Output(args.json, bar, args.verbose)
     failures = 0
+    # Image-library warnings not tied to one file (the Detector collects those that are):
+    # one line with --verbose, never Python's warning lines with source paths.
+    leftover: list[str] = []
     try:
-        for chunk in _chunks(items, BATCH_SIZE):
-            results = _score_chunk(detector, chunk, heatmap=args.heatmap is not None)
-            for item, result in zip(chunk, results, strict=True):
-                heatmap_path = None
-                is_image = getattr(result, "heatmap", None) is not None
-                if is_image and args.heatmap is not None:
-                    written = _write_heatmap(detector, item, result, args.heatmap, len(items))
-                    if isinstance(written, HumanmadeError):
-                        result = written
-                    else:
-                        heatmap_path = written
-                if not out.result(item, result, heatmap_path):
-                    failures += 1
-            bar.update(len(chunk))
+        with library_notes(leftover):
+            failures = _score_items(detector, items, args, out, bar)
     finally:
         bar.close()
+    if leftover and args.verbose:
+        print(f"note: the image library says: {'; '.join(leftover)}", file=sys.stderr)
     if failures and len(items) > 1:
         print(f"{failures} of {len(items)} inputs failed.", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _score_items(
+    detector: Detector, items: list[_Item], args: argparse.Namespace, out: _Output, bar: Any
+) -> int:
+    """Score and report every item; returns how many failed."""
+    failures = 0
+    for chunk in _chunks(items, BATCH_SIZE):
+        results = _score_chunk(detector, chunk, heatmap=args.heatmap is not None)
+        for item, result in zip(chunk, results, strict=True):
+            heatmap_path = None
+            # A clip's verdict has no heatmap (its frames' are not drawn).
+            is_image = getattr(result, "heatmap", None) is not None
+            if is_image and args.heatmap is not None:
+                written = _write_heatmap(detector, item, result, args.heatmap, len(items))
+                if isinstance(written, HumanmadeError):
+                    result = written
+                else:
+                    heatmap_path = written
+            if not out.result(item, result, heatmap_path):
+                failures += 1
+        bar.update(len(chunk))
+    return failures
 
 
 # What `--heatmap OUT` may be written as when it names a file (a single image).

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,8 @@ from .errors import HumanmadeError, ImageError, WeightsError
 from .experts.clip import ClipEncoder, ClipExpert
 from .heatmap import Heatmap, build_heatmap
 from .intake import DecodedImage, ImageSource, IntakeLimits, decode_image, load_image, read_bytes
+from .library_notes import library_notes
+from .memory import release_freed_memory
 from .model_files import file_sha256, require_clip_model
 from .provenance import Evidence, combine, read_evidence
 from .stability import stability_variants
@@ -106,6 +108,7 @@ class Detector:
         provenance: bool = True,
         clip_model: str | Path | None = None,
         clip_crops: int | None = None,
+        library_notes: bool = False,
     ) -> None:
         if max_tiles < 1:
             raise ValueError("max_tiles must be at least 1")
@@ -123,6 +126,9 @@ class Detector:
         self.clip_model = Path(clip_model) if clip_model is not None else None
         self.clip_crops = clip_crops
         self.stability_margin = stability_margin
+        # The image library's warnings become each verdict's `notes` (see library_notes.py:
+        # for single-threaded callers, such as the command line).
+        self.library_notes = library_notes
         self._loaded: LoadedWeights | None = None
         self._clip: ClipExpert | None = None
         self._trace_device = None
@@ -186,9 +192,17 @@ class Detector:
 
         started = time.perf_counter()
         fetched = fetch_url(url, self.fetch_policy or FetchPolicy())
-        decoded = decode_image(fetched.data, self.limits)
+        said: list[str] = []
+        with library_notes(said if self.library_notes else None):
+            decoded = decode_image(fetched.data, self.limits)
         _check_size(decoded)
-        return self._score_decoded([(decoded, fetched.data)], started, heatmap)[0]
+        pixels = decoded.width * decoded.height
+        try:
+            verdict = self._score_decoded([(decoded, fetched.data)], started, heatmap)[0]
+            return replace(verdict, notes=_merged(said, verdict.notes)) if said else verdict
+        finally:
+            del decoded, fetched
+            release_freed_memory(pixels)
 
     def score_many(
         self,
@@ -206,11 +220,14 @@ class Detector:
         results: list[Verdict | HumanmadeError | None] = []
         decoded: list[tuple[DecodedImage, bytes]] = []
         positions: list[int] = []
+        notes: list[list[str]] = []
         for source in sources:
+            said: list[str] = []
             try:
-                image, data = self._decode(source)
+                with library_notes(said if self.library_notes else None):
+                    image, data = self._decode(source)
                 _check_size(image)
-            except HumanmadeError as exc:
+            except HumanmadeError as exc:  # its message says more than the library's words
                 if not return_errors:
                     raise
                 results.append(exc)
@@ -218,6 +235,7 @@ class Detector:
             positions.append(len(results))
             results.append(None)
             decoded.append((image, data))
+            notes.append(said)
         try:
             verdicts: list[Verdict | HumanmadeError] = list(
                 self._score_decoded(decoded, started, heatmap)
@@ -229,8 +247,13 @@ class Detector:
                 raise
             # One image's failure must not cost the batch: score them one by one.
             verdicts = [self._score_alone(item, started, heatmap) for item in decoded]
-        for pos, verdict in zip(positions, verdicts, strict=True):
+        for pos, verdict, said in zip(positions, verdicts, notes, strict=True):
+            if said and isinstance(verdict, Verdict):
+                verdict = replace(verdict, notes=_merged(said, verdict.notes))
             results[pos] = verdict
+        pixels = sum(image.width * image.height for image, _ in decoded)
+        del decoded, verdicts
+        release_freed_memory(pixels)  # the decoded images and their arrays are gone now
         return results  # type: ignore[return-value]
 
     def _score_alone(
@@ -310,8 +333,10 @@ class Detector:
                     + f", against {probability:.0%} for the image as given",
                 )
             evidence: tuple[Evidence, ...] = ()
+            said: list[str] = []
             if self.provenance:
-                evidence = read_evidence(decoded[i][1], image.image)
+                with library_notes(said if self.library_notes else None):
+                    evidence = read_evidence(decoded[i][1], image.image)
                 combined, evidence_reasons = combine(probability, band, evidence, cutoffs)
                 if combined is not band:
                     decided_by = DecidedBy.PROVENANCE
@@ -347,6 +372,7 @@ class Detector:
                     expert_probabilities=tuple(loaded.expert_probabilities(scores.logits).items()),
                     decided_by=decided_by,
                     cutoffs=cutoffs,
+                    notes=tuple(said),
                     heatmap=(self._heatmap(image, scores, driver) if heatmap else None),
                 )
             )
@@ -438,6 +464,11 @@ def default_detector() -> Detector:
             if _default is None:
                 _default = Detector()
     return _default
+
+
+def _merged(first: list[str], then: tuple[str, ...]) -> tuple[str, ...]:
+    """Notes in order, each once (decoding and provenance may read the same damaged EXIF)."""
+    return tuple(dict.fromkeys((*first, *then)))
 
 
 def score(source: ImageSource) -> Verdict:

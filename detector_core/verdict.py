@@ -99,6 +99,9 @@ class Verdict:
     decided_by: DecidedBy = DecidedBy.PIXELS
     # The cut-offs the band was read against; the headline's numbers respect them.
     cutoffs: BandCutoffs = field(default_factory=BandCutoffs, repr=False)
+    # What the image library said about the file while reading it (damaged EXIF, say), when
+    # the Detector was asked to collect it (`library_notes=True`); nothing about the band.
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """The one line people read, never contradicting the band: 'AI-generated: 87% (likely
@@ -143,6 +146,7 @@ class Verdict:
             "evidence": [e.to_dict() for e in self.evidence],
             "expert_probabilities": {k: round(v, 6) for k, v in self.expert_probabilities},
         }
+        data["notes"] = list(self.notes)
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap.to_dict()
         return data

@@ -316,7 +316,12 @@ def test_the_broker_stopped_during_uploads_loses_nothing(stack):
         status, headers, body = stack.upload(retried)
         # It used to be Django's HTML 500 page, with a pending row nobody would queue.
         assert status == 503, (body, stack.tail("web"))
-        assert body["error"] == "queue_unavailable" and set(body) == {"error", "message"}
+        assert body["error"] == "queue_unavailable" and set(body) == {
+            "error",
+            "message",
+            "id",
+            "url",
+        }
         assert headers["Retry-After"] == "30"
         status, _, again = stack.upload(retried)
         assert (status, again["error"]) == (503, "queue_unavailable")  # not 202 with a dead row

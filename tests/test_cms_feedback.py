@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from cms_plugin import services
+from cms_plugin import scoring, services
 from cms_plugin.models import Detection
 from demo_site.models import NewsPhoto
 
@@ -444,7 +444,7 @@ def test_rescore_retries_storage_errors_then_gives_up_keeping_the_verdict(
         tries.append(1)
         raise OSError("storage is away")
 
-    monkeypatch.setattr(services, "read_image_bytes", flaky)
+    monkeypatch.setattr(scoring, "read_image_bytes", flaky)
     outcome = services.dispatch_rescore(detection.pk)
     assert outcome.startswith("failed: re-scoring kept failing and was given up")
     assert "storage is away" in outcome
@@ -463,12 +463,13 @@ def test_rescore_task_is_queued_like_scoring(cms, new_weights, run_commits, monk
 
     detection = _scored(run_commits, seed=92)
     cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights), "IN_PROCESS": False}
+    from celery import current_app
+
     sent = []
-    monkeypatch.setattr(rescore_detection, "apply_async", lambda **kw: sent.append(kw))
+    monkeypatch.setattr(current_app, "send_task", lambda name, **kw: sent.append((name, kw)))
     stdout, _ = _rescore()
-    assert sent == [
-        {"args": [detection.pk], "queue": "humanmade", "soft_time_limit": 120, "time_limit": 180}
-    ]
+    options = {"queue": "humanmade", "soft_time_limit": 120, "time_limit": 180}
+    assert sent == [(rescore_detection.name, {"args": [detection.pk], **options})]
     assert "Queued 1 of 1 image(s)" in stdout
     assert rescore_detection.acks_late is True
     assert rescore_detection.name == "cms_plugin.rescore_detection"
@@ -622,12 +623,15 @@ def test_rescore_with_an_unreachable_broker_is_a_clear_error(
     cms.HUMANMADE = {**cms.HUMANMADE, "WEIGHTS": str(new_weights), "IN_PROCESS": False}
     sent = []
 
-    def publish(args, **kwargs) -> None:
+    def publish(name, args, **kwargs) -> None:
+        assert name == rescore_detection.name
         if sent:
             raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         sent.extend(args)
 
-    monkeypatch.setattr(rescore_detection, "apply_async", publish)
+    from celery import current_app
+
+    monkeypatch.setattr(current_app, "send_task", publish)
     with pytest.raises(CommandError, match=r"Queued 1 of 2 image\(s\), then the Celery broker"):
         _rescore()
     assert sent == [first.pk]

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
-from cms_plugin import services
+from cms_plugin import scoring, services
 from cms_plugin.conf import humanmade_settings
 from cms_plugin.models import Detection, Review
 from demo_site.models import NewsPhoto
@@ -210,7 +210,7 @@ def test_transient_errors_are_retried_then_given_up(cms, tiny_weights, run_commi
     def flaky(detection):
         raise OSError("storage is away")
 
-    monkeypatch.setattr(services, "_read_image", flaky)
+    monkeypatch.setattr(scoring, "_read_image", flaky)
     detection, _ = run_commits(services.score_upload, png(8))
     detection.refresh_from_db()
     assert detection.status == Detection.Status.FAILED
@@ -221,12 +221,20 @@ def test_transient_errors_are_retried_then_given_up(cms, tiny_weights, run_commi
 @pytest.mark.django_db
 def test_with_a_broker_the_task_goes_to_the_configured_queue(cms, tiny_weights, monkeypatch):
     cms.HUMANMADE = humanmade_conf(tiny_weights, IN_PROCESS=False, CELERY_QUEUE="gpu")
+    from celery import current_app
+
     from cms_plugin.tasks import score_detection
 
     sent = {}
-    monkeypatch.setattr(score_detection, "apply_async", lambda **kw: sent.update(kw))
+    monkeypatch.setattr(current_app, "send_task", lambda name, **kw: sent.update(kw, name=name))
     services.dispatch(42)
-    assert sent == {"args": [42], "queue": "gpu", "soft_time_limit": 120, "time_limit": 180}
+    assert sent == {
+        "name": score_detection.name,
+        "args": [42],
+        "queue": "gpu",
+        "soft_time_limit": 120,
+        "time_limit": 180,
+    }
     assert score_detection.acks_late is True
 
 

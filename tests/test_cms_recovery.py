@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from celery import current_app
 from cms_support import humanmade_conf, make_user, png
 from django.core import checks
 from django.core.files.base import ContentFile
@@ -41,13 +42,13 @@ def run_commits(django_capture_on_commit_callbacks):
 
 
 class Broker:
-    """score_detection.apply_async as a broker that is up (records) or down (raises)."""
+    """Celery's send_task as a broker that is up (records) or down (raises)."""
 
     def __init__(self) -> None:
         self.up = False
         self.sent: list[int] = []
 
-    def __call__(self, args, **kwargs) -> None:
+    def __call__(self, name, args, **kwargs) -> None:
         if not self.up:
             raise BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         self.sent.extend(args)
@@ -57,7 +58,7 @@ class Broker:
 def broker(cms, tiny_weights, monkeypatch) -> Broker:
     cms.HUMANMADE = humanmade_conf(tiny_weights, IN_PROCESS=False)
     fake = Broker()
-    monkeypatch.setattr(score_detection, "apply_async", fake)
+    monkeypatch.setattr(current_app, "send_task", fake)
     return fake
 
 
@@ -112,7 +113,7 @@ def test_an_image_that_kills_every_worker_fails_after_the_attempt_limit(cms, tin
 def test_sweep_command_and_task(cms):
     stuck = Detection(status=Detection.Status.PENDING)
     stuck.upload.save("never-queued.png", ContentFile(png(42)))
-    _age(stuck, 60)
+    _age(stuck, 40)
     call_command("humanmade_sweep", "--older-than", "120")
     stuck.refresh_from_db()
     assert stuck.status == Detection.Status.PENDING  # not old enough for this run
@@ -150,9 +151,10 @@ def test_api_upload_with_the_broker_down_is_kept_and_answered_503_json(broker):
     assert down.status_code == 503
     assert down.headers["Retry-After"] == "30"
     body = down.json()
-    assert body["error"] == "queue_unavailable" and set(body) == {"error", "message"}
+    assert body["error"] == "queue_unavailable" and set(body) == {"error", "message", "id", "url"}
     detection = Detection.objects.get()
-    assert f"#{detection.pk}" in body["message"]
+    assert body["id"] == detection.pk and f"#{detection.pk}" in body["message"]
+    assert body["url"].endswith(f"/api/detections/{detection.pk}/")
     assert detection.status == Detection.Status.PENDING and detection.upload
     # Sending the same bytes again while the broker is down: still 503, still one row.
     assert post().status_code == 503
@@ -176,10 +178,30 @@ def test_the_sweeper_queues_what_the_broker_missed(broker):
     with pytest.raises(CommandError, match="1 could not be queued"):
         call_command("humanmade_sweep")
     assert broker.sent == []
-    _age(detection, 7200)
+    # The failed sweep left the row as it was (it used to make it look fresh, so that this
+    # sweep queued nothing until STUCK_AFTER had passed again).
     broker.up = True
     call_command("humanmade_sweep")
     assert broker.sent == [detection.pk]
+    detection.refresh_from_db()
+    assert detection.queued_at is not None
+
+
+@pytest.mark.django_db
+def test_a_row_never_queued_is_swept_after_a_minute_one_queued_waits_stuck_after(broker):
+    never = Detection.objects.create()
+    queued = Detection.objects.create()
+    broker.up = True
+    services.dispatch(queued.pk)
+    assert broker.sent == [queued.pk]
+    for detection in (never, queued):
+        Detection.objects.filter(pk=detection.pk).update(
+            updated_at=timezone.now() - timedelta(seconds=90),
+            created_at=timezone.now() - timedelta(seconds=90),
+        )
+    assert services.sweep_stuck().requeued == [never.pk]  # STUCK_AFTER is 1800 s
+    assert services.sweep_stuck().requeued == []  # the first sweep's message is waiting
+    assert broker.sent == [queued.pk, never.pk]
 
 
 @pytest.mark.django_db
@@ -276,3 +298,33 @@ def test_check_warns_when_the_sweeper_or_attempts_would_cut_retries_short(settin
     assert "cms_plugin.E004" in _ids(settings)
     settings.HUMANMADE = humanmade_conf(tiny_weights)
     assert not {"cms_plugin.W004", "cms_plugin.W005", "cms_plugin.E004"} & set(_ids(settings))
+
+
+@pytest.mark.django_db
+def test_the_sweeper_queues_again_only_what_the_queue_no_longer_holds(broker, monkeypatch):
+    from cms_plugin import queueing
+
+    broker.up = True
+    rows = [Detection.objects.create() for _ in range(6)]
+    for detection in rows:  # published oldest first, an hour or more ago
+        services.dispatch(detection.pk)
+    for age, detection in enumerate(reversed(rows)):
+        Detection.objects.filter(pk=detection.pk).update(
+            updated_at=timezone.now() - timedelta(hours=3),
+            queued_at=timezone.now() - timedelta(hours=1, seconds=age),
+        )
+    broker.sent.clear()
+    depth: list[int | None] = [None]
+    monkeypatch.setattr(queueing, "queue_depth", lambda: depth[0])
+
+    report = services.sweep_stuck()  # the broker cannot be counted: nothing is sent
+    assert (report.requeued, report.not_queued, broker.sent) == ([], [r.pk for r in rows], [])
+    depth[0] = 6  # all six wait in the queue: a backlog
+    assert services.sweep_stuck().requeued == []
+    depth[0] = 4  # four wait: the two published first were taken, and their rows are pending
+    assert services.sweep_stuck().requeued == [rows[0].pk, rows[1].pk]
+    assert broker.sent == [rows[0].pk, rows[1].pk]
+    depth[0] = 6  # the four, and the two queued again at the end: nothing is gone
+    assert services.sweep_stuck().requeued == []
+    depth[0] = 0  # the queue lost everything (a broker restarted without its data)
+    assert services.sweep_stuck().requeued == [r.pk for r in rows[2:]]  # the two are young

@@ -31,7 +31,7 @@ def test_editor_checks_a_batch_and_watches_verdicts_arrive(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from cms_plugin import services
+    from cms_plugin import queueing, services
     from cms_plugin.models import Batch
 
     # Queued, not scored at commit: the test plays the worker, so the page must catch up.
@@ -41,7 +41,7 @@ def test_editor_checks_a_batch_and_watches_verdicts_arrive(
     settings.MEDIA_ROOT = str(tmp_path / "media")
     services.forget_detector()
     queued: list[int] = []
-    monkeypatch.setattr(services, "dispatch", queued.append)
+    monkeypatch.setattr(queueing, "dispatch", queued.append)
     editor = make_user("editor", "view_detection", staff=True)
     editor.set_password(PASSWORD)
     editor.save()

@@ -13,7 +13,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.db import DatabaseError
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -31,9 +33,15 @@ def error_code(exc: Exception) -> str:
 
 
 def api_error(
-    code: str, message: str, status_code: int, headers: dict[str, str] | None = None
+    code: str,
+    message: str,
+    status_code: int,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> Response:
-    return Response({"error": code, "message": message}, status=status_code, headers=headers)
+    """The one shape, plus `fields` that a client acts on (say, the stored detection's id)."""
+    body = {"error": code, "message": message, **fields}
+    return Response(body, status=status_code, headers=headers)
 
 
 def first_message(errors: Any) -> str:
@@ -72,3 +80,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     code = _CODES.get(default, default)
     response.data = {"error": code, "message": first_message(response.data)}
     return response
+
+
+@csrf_exempt  # refusing the POST for a missing token would be Django's HTML 403 page
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Whatever path under the API's prefix no route takes (the last route of
+    `cms_plugin.api.urls`): a 404 in the one shape, never Django's HTML page nor, for a POST
+    without the trailing slash, APPEND_SLASH's RuntimeError (a 500 with DEBUG on)."""
+    message = f"There is no API endpoint at {request.path}."
+    if not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/", getattr(request, "urlconf", None))
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            message += f" Did you mean {request.path}/ (with the trailing slash)?"
+    return JsonResponse({"error": "not_found", "message": message}, status=404)

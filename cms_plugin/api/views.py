@@ -15,6 +15,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from .. import services
 from ..conf import humanmade_settings
@@ -49,7 +50,8 @@ def _authentication_classes() -> list:
 
 QUEUE_DOWN = (
     "The image is stored as detection #{pk}, but the scoring queue cannot be reached; it "
-    "will be scored once the queue is back. Sending it again returns the same detection."
+    "will be queued by the first sweep after the queue is back. Sending it again returns "
+    "the same detection."
 )
 
 
@@ -148,6 +150,10 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                 QUEUE_DOWN.format(pk=detection.pk),
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 headers={"Retry-After": "30"},
+                id=detection.pk,
+                url=reverse(
+                    "cms_plugin_api:detection-detail", args=[detection.pk], request=request
+                ),
             )
         body = DetectionSerializer(detection, context=self.get_serializer_context()).data
         return Response(

@@ -1,10 +1,12 @@
 """`manage.py humanmade_sweep`: queue again what a dead worker or broker left unscored.
 
-A Detection `pending` or `scoring` for longer than HUMANMADE["STUCK_AFTER"] seconds lost its
-task: a pool child killed mid-task after the message was acknowledged, a broker that was
-down when the image came in, a web process that died while scoring in-process. Run this
-from cron (or the periodic task `cms_plugin.sweep_detections` from Celery beat); a row
-started HUMANMADE["TASK_MAX_ATTEMPTS"] times fails with a message instead.
+A Detection `pending` or `scoring` for longer than HUMANMADE["STUCK_AFTER"] seconds whose
+message is gone lost its task: a pool child killed mid-task after the message was
+acknowledged, a message the broker lost, a web process that died while scoring in-process.
+One never published (the broker was down when the image came in) is queued after a minute.
+One whose message may still wait in the queue (a backlog) is left there. Run this from
+cron (or the periodic task `cms_plugin.sweep_detections` from Celery beat); a row started
+HUMANMADE["TASK_MAX_ATTEMPTS"] times fails with a message instead.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Command(BaseCommand):
         if report.not_queued:
             raise CommandError(
                 f"{summary}; {len(report.not_queued)} could not be queued because the Celery "
-                "broker cannot be reached (they stay pending; run the command again once it "
-                "is up)."
+                "broker cannot be reached (they stay pending, unchanged; the first run once it "
+                "is up queues them)."
             )
         self.stdout.write(self.style.SUCCESS(summary + "."))
