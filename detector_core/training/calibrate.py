@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             extra=extra,
             cutoffs=cutoffs,
             clip=loaded.clip,
-            fusion=None if loaded.single_expert else loaded.fusion,
+            fusion=None if loaded.fusion.names == ("trace",) else loaded.fusion,
         )
     except OSError as exc:
         return report_error(PROG, f"cannot write the new weights: {exc}")

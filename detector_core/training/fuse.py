@@ -246,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="clip",
         help="the experts the release keeps, comma-separated: clip (default) or clip,trace",
     )
+    p.add_argument(
+        "--no-trace-marginal",
+        action="store_true",
+        help="do not score the fusion set with the trace network (its marginal value is then "
+        "not measured); only with --experts clip",
+    )
     p.add_argument("--out", type=Path, required=True, help="the new .safetensors file")
     p.add_argument("--report", type=Path, default=None, help="folder for JSON report and plots")
     p.add_argument("--version", default="0.3.0")
@@ -289,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     experts = tuple(e.strip() for e in args.experts.split(",") if e.strip())
     if "clip" not in experts or set(experts) - {"clip", "trace"}:
         return report_error("humanmade fuse", f"--experts {args.experts}: use clip or clip,trace")
+    if args.no_trace_marginal and "trace" in experts:
+        return report_error("humanmade fuse", "--no-trace-marginal needs --experts clip")
     try:
         fixed_head = parse_head(args.head) if args.head else None
     except ValueError as exc:
@@ -347,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         keep = folds != f
         fold_head = fit_items([train[j] for j in np.where(keep)[0]], train_feats[keep], config)
         clip_logit[members] = head_logits(fold_head, config.blocks, fusion_feats[members])
-    measured = {"clip": clip_logit, "trace": trace_logits(fusion_set, trace_path, progress)}
+    measured = {"clip": clip_logit}
+    if not args.no_trace_marginal:
+        measured["trace"] = trace_logits(fusion_set, trace_path, progress)
     logits = {n: measured[n] for n in experts}
 
     rows = [i.row for i in fusion_set]
@@ -473,6 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.mkdir(parents=True, exist_ok=True)
         (args.report / "fusion-report.json").write_text(json.dumps(report, indent=2))
+        # Each fusion-set image's raw expert logits (CLIP out-of-fold where trained on), for
+        # later studies of the fusion without encoding again.
+        np.savez_compressed(
+            args.report / "fusion-logits.npz",
+            sha256=np.array([i.sha256 for i in fusion_set]),
+            folds=fusion_folds,
+            targets=targets,
+            **measured,
+        )
         write_plots(rows, probs_cf, args.report, "fused experts, cross-fitted by source")
     f = report["fused"]
     print(
