@@ -81,6 +81,14 @@ class Detection(models.Model):
     )
 
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    # The perceptual hash (detector_core.near_duplicate) as a signed 64-bit integer, and its
+    # four 16-bit parts (each minus 32768, to fit a smallint), indexed: a near-duplicate of
+    # a decided image is found by exact matches on the parts, never by scanning every row.
+    phash = models.BigIntegerField(null=True, blank=True)
+    phash_0 = models.SmallIntegerField(null=True, blank=True, db_index=True)
+    phash_1 = models.SmallIntegerField(null=True, blank=True, db_index=True)
+    phash_2 = models.SmallIntegerField(null=True, blank=True, db_index=True)
+    phash_3 = models.SmallIntegerField(null=True, blank=True, db_index=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
