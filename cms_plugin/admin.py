@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .images import heatmap_response, image_response, stored_thumbnail
+from .matching import decision_for
 from .models import REVIEW_PERMISSION, Detection, Review
 from .presentation import clipped, evidence_items, own_reasons
 from .sources import source_link
@@ -198,6 +199,7 @@ class DetectionAdmin(admin.ModelAdmin):
             else [],
             "reasons": own_reasons(obj.evidence or {}) if obj else [],
             "source_link": source_link(obj) if obj else "",
+            "matched_decision": decision_for(obj) if obj else None,
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
@@ -238,6 +240,17 @@ class DetectionAdmin(admin.ModelAdmin):
     def review(self, obj: Detection) -> str:
         if obj.decision:
             return f"{obj.get_status_display()}: {obj.get_decision_display()}"
+        matched = decision_for(obj)
+        if matched is not None:
+            # The same picture was decided before: the reviewer sees it before the score.
+            return format_html(
+                '{}<br><strong class="hm-decision-{}" title="{}">{} (matches #{})</strong>',
+                obj.get_status_display(),
+                matched.tone,
+                matched.how,
+                matched.headline,
+                matched.detection_id,
+            )
         return obj.get_status_display()
 
     @admin.display(description="why", ordering="decided_by")

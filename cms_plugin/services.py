@@ -469,8 +469,12 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
         .order_by("pk")
         .first()
     )
+    from .matching import hash_fields
+
+    hashes = hash_fields(data)
     if earlier is not None:
         return sha256, {
+            **hashes,
             "probability": earlier.probability,
             "band": earlier.band,
             "decided_by": earlier.decided_by,
@@ -482,6 +486,7 @@ def _verdict_for(detection: Detection, data: bytes) -> tuple[str, dict[str, Any]
     evidence = verdict.to_dict()
     evidence.pop("heatmap", None)
     return sha256, {
+        **hashes,
         "probability": verdict.ai_probability,
         "band": verdict.band.value,
         "decided_by": verdict.decided_by.value,

@@ -28,6 +28,8 @@ _SAME_COLOUR = 8
 # Trim only where at least this share of each side is left: a picture on a plain background
 # keeps its background.
 _MIN_KEPT = 0.5
+# Larger images are scaled down to this many pixels a side before they are hashed.
+_WORKING_SIZE = 512
 
 
 def _flat_lines(lines: np.ndarray) -> int:
@@ -71,7 +73,12 @@ def perceptual_hash(image: Image.Image) -> int:
     """The 64-bit perceptual hash of a decoded image, as an unsigned integer."""
     import imagehash
 
-    return int(str(imagehash.phash(trim_border(image.convert("RGB")))), 16)
+    image = image.convert("RGB")
+    if max(image.size) > _WORKING_SIZE:
+        # The hash looks at 32x32 pixels; trimming need not read 64 megapixels to find a frame.
+        image = image.copy()
+        image.thumbnail((_WORKING_SIZE, _WORKING_SIZE), Image.LANCZOS)
+    return int(str(imagehash.phash(trim_border(image))), 16)
 
 
 def hash_bytes(data: bytes) -> int:
@@ -90,9 +97,7 @@ def distance(a: int, b: int) -> int:
 def chunks(value: int) -> tuple[int, ...]:
     """The four 16-bit parts of a hash, most significant first, each 0-65535."""
     mask = (1 << CHUNK_BITS) - 1
-    return tuple(
-        (value >> (CHUNK_BITS * (N_CHUNKS - 1 - i))) & mask for i in range(N_CHUNKS)
-    )
+    return tuple((value >> (CHUNK_BITS * (N_CHUNKS - 1 - i))) & mask for i in range(N_CHUNKS))
 
 
 def to_signed(value: int) -> int:

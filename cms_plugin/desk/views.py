@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from ..api.views import REFUSED_ATTR
 from ..conf import humanmade_settings
 from ..images import image_response, stored_thumbnail
+from ..matching import MatchedDecision, decision_for, decisions_for
 from ..models import REVIEW_PERMISSION, Batch, Detection
 from ..presentation import verdict_view
 from .submissions import submit_batch
@@ -29,6 +30,13 @@ HISTORY_LENGTH = 20
 EXPORT_COLUMNS = (
     "id",
     "name",
+    # A person's decision first (this image's, or a matched copy's), then the model's score.
+    "decision",
+    "decision_by",
+    "decision_at",
+    "decision_match",
+    "decision_distance",
+    "decided_detection",
     "status",
     "headline",
     "band",
@@ -61,13 +69,16 @@ def desk_view(view: Any) -> Any:
     return wrapped
 
 
-def _row(batch: Batch, detection: Detection, request: HttpRequest) -> dict[str, Any]:
+def _row(
+    batch: Batch, detection: Detection, request: HttpRequest, decision: MatchedDecision | None
+) -> dict[str, Any]:
     data = detection.evidence or {}
     view = verdict_view(data, detection.summary) if detection.probability is not None else None
     return {
         "detection": detection,
         "name": batch.names.get(str(detection.pk), detection.source_label()),
         "view": view,
+        "decision": decision,
         "report_url": request.build_absolute_uri(
             reverse("cms_plugin_desk:report", args=[detection.pk])
         ),
@@ -75,8 +86,9 @@ def _row(batch: Batch, detection: Detection, request: HttpRequest) -> dict[str, 
 
 
 def _rows(batch: Batch, request: HttpRequest) -> list[dict[str, Any]]:
-    detections = batch.detections.order_by("pk")
-    return [_row(batch, d, request) for d in detections]
+    detections = list(batch.detections.select_related("reviewer").order_by("pk"))
+    decisions = decisions_for(detections)
+    return [_row(batch, d, request, decisions.get(d.pk)) for d in detections]
 
 
 def _progress(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -133,10 +145,12 @@ def _export_records(batch: Batch, request: HttpRequest) -> list[dict[str, Any]]:
     for row in _rows(batch, request):
         d, view = row["detection"], row["view"]
         strong = [e for e in (view.evidence if view else []) if e.get("strength") == "strong_ai"]
+        decision = row["decision"]
         records.append(
             {
                 "id": d.pk,
                 "name": row["name"],
+                "decision": decision.to_dict() if decision else None,
                 "status": d.status,
                 "headline": d.summary,
                 "band": d.band,
@@ -170,7 +184,19 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
         writer.writeheader()
         for record in records:
-            writer.writerow({**record, "strong_evidence": " | ".join(record["strong_evidence"])})
+            decision = record["decision"] or {}
+            writer.writerow(
+                {
+                    **record,
+                    "decision": decision.get("value", ""),
+                    "decision_by": decision.get("by") or ("a reviewer" if decision else ""),
+                    "decision_at": decision.get("at") or "",
+                    "decision_match": decision.get("match", ""),
+                    "decision_distance": decision.get("distance", ""),
+                    "decided_detection": decision.get("detection", ""),
+                    "strong_evidence": " | ".join(record["strong_evidence"]),
+                }
+            )
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
@@ -190,6 +216,7 @@ def report(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "detection": detection,
         "view": view,
+        "decision": decision_for(detection),
         "file_name": name or detection.source_label(),
         "batch": batch,
         "thumbnail_url": reverse("cms_plugin_desk:thumbnail", args=[pk]),
