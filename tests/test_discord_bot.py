@@ -346,6 +346,24 @@ async def test_react_mode_marks_the_ai_image_and_leaves_the_human_one(make_harne
     assert h.model.calls == 2
 
 
+class ConfirmedHumanModel(FakeModel):
+    """The scoring server says a reviewer confirmed every picture human-made."""
+
+    def _result(self, probability: float) -> ScoreResult:
+        return ScoreResult(
+            probability, BandCutoffs().band(probability), "fake-1", decision="human_made"
+        )
+
+
+@pytest.mark.asyncio
+async def test_a_picture_a_reviewer_confirmed_human_made_is_never_acted_on(make_harness):
+    h = await make_harness(ConfirmedHumanModel())
+    h.configure(action=ActionMode.REPLY)
+    message = await h.post("my painting", files=[(AI_PNG, "a.png")])
+    assert h.model.calls == 1  # it was scored: the score said likely AI ...
+    assert drain() == [] and reactions(message) == []  # ... but a person decided
+
+
 @pytest.mark.asyncio
 async def test_reply_mode_replies_with_the_summary_and_says_it_is_advisory(make_harness):
     h = await make_harness()
