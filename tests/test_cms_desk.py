@@ -176,3 +176,21 @@ def test_empty_and_broken_submissions_are_clear(desk):
     assert batch.detections.count() == 0
     assert "ZIP archive cannot be read" in batch.refused[0]["reason"]
     assert Detection.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_desk_csv_neutralises_cells_a_spreadsheet_would_run(desk):
+    user = make_user("viewer", "view_detection")
+    client = _client(user)
+    # (Django's upload handling keeps a file name's last path part and strips its spaces.)
+    names = ['=HYPERLINK("evil.example").png', "+1.png", "-2.png", "@cmd.png"]
+    files = [_upload(name, png(seed)) for seed, name in enumerate(names)]
+    response = _send(client, files)
+    batch = Batch.objects.get(pk=int(response.url.rstrip("/").split("/")[-1]))
+    body = client.get(reverse("cms_plugin_desk:export-csv", args=[batch.pk])).content.decode()
+    written = [row["name"] for row in csv.DictReader(io.StringIO(body))]
+    assert sorted(written) == sorted("'" + name for name in names)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t")) for cell in written)
+    # The JSON keeps the names as sent: it is data, not a spreadsheet.
+    exported = client.get(reverse("cms_plugin_desk:export-json", args=[batch.pk])).json()
+    assert sorted(d["name"] for d in exported["detections"]) == sorted(names)

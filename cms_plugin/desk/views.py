@@ -17,6 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from detector_core.csv_safe import safe_row
+
 from ..api.views import REFUSED_ATTR
 from ..conf import humanmade_settings
 from ..images import image_response, stored_thumbnail
@@ -186,16 +188,18 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         for record in records:
             decision = record["decision"] or {}
             writer.writerow(
-                {
-                    **record,
-                    "decision": decision.get("value", ""),
-                    "decision_by": decision.get("by") or ("a reviewer" if decision else ""),
-                    "decision_at": decision.get("at") or "",
-                    "decision_match": decision.get("match", ""),
-                    "decision_distance": decision.get("distance", ""),
-                    "decided_detection": decision.get("detection", ""),
-                    "strong_evidence": " | ".join(record["strong_evidence"]),
-                }
+                safe_row(
+                    {
+                        **record,
+                        "decision": decision.get("value", ""),
+                        "decision_by": decision.get("by") or ("a reviewer" if decision else ""),
+                        "decision_at": decision.get("at") or "",
+                        "decision_match": decision.get("match", ""),
+                        "decision_distance": decision.get("distance", ""),
+                        "decided_detection": decision.get("detection", ""),
+                        "strong_evidence": " | ".join(record["strong_evidence"]),
+                    }
+                )
             )
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
