@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from detector_core.headline import DecidedBy, percent_in_band
-from detector_core.verdict import BandCutoffs
+from detector_core.headline import DecidedBy, headline, percent_in_band
+from detector_core.verdict import Band, BandCutoffs
 
 REVIEW_PERMISSION = "cms_plugin.review_detection"
 
@@ -157,9 +157,12 @@ class Detection(models.Model):
         stored = (self.evidence or {}).get("summary")
         if self.decided_by and isinstance(stored, str) and stored:
             return stored
-        # Scored before verdicts said what decided them: the pixel score, as it was shown.
-        percent = percent_in_band(self.probability, self.cutoffs)
-        return f"AI-generated: {percent}% ({self.get_band_display()})"
+        # Scored before verdicts said what decided them: the pixel score's headline.
+        try:
+            band = Band(self.band)
+        except ValueError:
+            band = self.cutoffs.band(self.probability)
+        return headline(self.probability, band, DecidedBy.PIXELS, self.cutoffs)
 
     @property
     def expert_probabilities(self) -> dict[str, float]:

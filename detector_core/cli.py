@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .argtypes import int_at_least, report_error
 from .errors import HumanmadeError, UnreadableSourceError, WeightsError
-from .headline import reasons_beyond_evidence
+from .headline import cutoff_percent, reasons_beyond_evidence
+from .verdict import BandCutoffs
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
     from .detector import Detector
@@ -669,9 +670,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"
         + (f" (fitted on {info['calibrated_on']})" if info["calibrated_on"] else ""),
     ]
-    cut = info["cutoffs"]
+    cut = BandCutoffs(info["cutoffs"]["human"], info["cutoffs"]["ai"])
     lines.append(
-        f"bands:        likely human below {cut['human']:.1%}, likely AI from {cut['ai']:.1%}"
+        f"bands:        likely human below {cutoff_percent(cut.human, cut)}%, likely AI from "
+        f"{cutoff_percent(cut.ai, cut)}% (the cut-offs stored with these weights)"
     )
     if info["parent_version"]:
         lines.append(

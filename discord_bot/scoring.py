@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from detector_core.errors import FileTooLargeError, HumanmadeError, ImageError
-from detector_core.headline import DecidedBy, percent_in_band, reasons_beyond_evidence
+from detector_core.headline import DecidedBy, headline, reasons_beyond_evidence
 from detector_core.verdict import Band, BandCutoffs
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ class ScoreResult:
         """The engine's headline; 'AI-generated: 87% (likely AI)' where none was given."""
         if self.headline:
             return self.headline
-        percent = percent_in_band(self.ai_probability, BandCutoffs())
-        return f"AI-generated: {percent}% ({self.band.label})"
+        return headline(self.ai_probability, self.band, DecidedBy.PIXELS, BandCutoffs())
 
     def summary(self) -> str:
         """A reviewer's decision first where there is one, then the model's headline."""

@@ -565,7 +565,7 @@ async def test_check_attachment_answers_ephemerally(make_harness):
     assert inter.all_ephemeral and not inter.response.deferred
     inter = h.interaction()
     await h.check(inter, image=h.attachment(HUMAN_PNG, "h.png"))
-    assert "AI-generated: 4% (likely human)" in inter.answers[0]
+    assert "No sign of AI generation found: 4%" in inter.answers[0]
 
 
 @pytest.mark.asyncio
@@ -646,7 +646,7 @@ async def test_check_image_context_menu(make_harness):
     await h.check_cog.menu.callback(inter, message)
     (answer,) = inter.answers
     assert "**AI-generated: 93% (likely AI)** — ai.png" in answer
-    assert "**AI-generated: 4% (likely human)** — human.png" in answer
+    assert "**No sign of AI generation found: 4%** — human.png" in answer
     empty = back.make_message("no pictures", h.member, h.channel)
     inter = h.interaction()
     await h.check_cog.menu.callback(inter, empty)

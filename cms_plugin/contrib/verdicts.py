@@ -57,7 +57,7 @@ def badge(detection: Detection | None) -> dict[str, Any]:
     if detection.probability is None:
         return {"text": detection.get_status_display(), "tone": "pending"}
     tone = {"likely_ai": "ai", "likely_human": "human"}.get(detection.band, "uncertain")
-    text = f"{detection.get_band_display()} {round(detection.probability * 100)}%"
+    text = f"{detection.get_band_display()} {detection.percent}%"
     if detection.status == status.NEEDS_REVIEW:
         text += " · needs review"
     return {"text": text, "tone": tone}
