@@ -208,6 +208,9 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="image")
     def thumbnail(self, obj: Detection) -> str:
+        if not obj.upload and not obj.content_type_id:
+            # A URL that could not be fetched: no image was stored, so none is shown.
+            return format_html('<span class="hm-muted" title="{}">no image</span>', obj.error)
         url = reverse("admin:cms_plugin_detection_thumbnail", args=[obj.pk])
         return format_html(
             '<img src="{}" alt="image #{}" loading="lazy" style="max-width:56px;max-height:56px">',
@@ -219,14 +222,22 @@ class DetectionAdmin(admin.ModelAdmin):
     def probability_bar(self, obj: Detection) -> str:
         if obj.probability is None:
             return "–"
-        return format_html(
+        bar = format_html(
             '<div class="hm-bar" title="{}"><div class="hm-fill hm-{}" style="width:{}%">'
-            "</div></div>{}%",
+            "</div></div>{}% pixels",
             obj.summary,
             obj.band_colour,
             obj.percent,
             obj.percent,
         )
+        if obj.decided_by and obj.decided_by != Detection.DecidedBy.PIXELS:
+            # A 1% bar beside "likely AI" is no contradiction: something else set the band.
+            return format_html(
+                '{}<br><small class="hm-decided-by">band set by {}</small>',
+                bar,
+                obj.get_decided_by_display(),
+            )
+        return bar
 
     @admin.display(description="band", ordering="band")
     def band_pill(self, obj: Detection) -> str:
