@@ -372,3 +372,23 @@ def test_heatmap_file_name_for_several_images_is_a_usage_error(
     )
     assert code == 2 and out == "" and "give a folder instead" in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_info_prints_the_cutoffs_stored_with_the_weights_at_their_precision(tmp_path, capsys):
+    """One source of truth: the cut-offs come from the weights file, never from the docs."""
+    import torch
+
+    from detector_core.calibration import Calibration
+    from detector_core.cli import main
+    from detector_core.experts.trace import LocalTraceNet, ModelConfig
+    from detector_core.verdict import BandCutoffs
+    from detector_core.weights import save_weights
+
+    torch.manual_seed(0)
+    model = LocalTraceNet(ModelConfig(widths=(4, 8, 8), strides=(2, 2))).eval()
+    path = tmp_path / "w.safetensors"
+    cutoffs = BandCutoffs(0.15, 0.974)
+    save_weights(path, model, Calibration(1.0, 0.0), "cut-1", tile_size=64, cutoffs=cutoffs)
+    assert main(["info", "--weights", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "likely human below 15.0%, likely AI from 97.4%" in out
