@@ -273,3 +273,22 @@ def test_the_cms_badge_says_a_reviewer_decided_a_copy(site):
     shown = badge(detection)
     assert shown["tone"] == "ai"
     assert shown["text"].startswith("confirmed AI-generated")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_detections_scored_before_hashes_get_one_and_then_match(site):
+    from django.core.management import call_command
+
+    alice = make_user("alice", "view_detection")
+    first = _desk_send(alice, "a.png", encoded(picture(6))).detections.get()
+    _decide(first, "human_made")
+    Detection.objects.filter(pk=first.pk).update(
+        phash=None, phash_0=None, phash_1=None, phash_2=None, phash_3=None
+    )
+    copy = _desk_send(alice, "b.jpg", resized_jpeg(picture(6))).detections.get()
+    assert matching.decision_for(Detection.objects.get(pk=copy.pk)) is None
+    out = io.StringIO()
+    call_command("humanmade_hash", stdout=out)
+    assert "Hashed 1 image(s)" in out.getvalue()
+    found = matching.decision_for(Detection.objects.get(pk=copy.pk))
+    assert found is not None and found.detection_id == first.pk
