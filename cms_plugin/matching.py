@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -234,42 +234,69 @@ def decisions_for(detections: Iterable[Detection]) -> dict[int, MatchedDecision]
         for d in open_:
             if d.phash is not None:
                 query |= near_query(stored_hash(d))
-    candidates = list(
+    rows = (
         Detection.objects.filter(query, status=Detection.Status.REVIEWED)
         .exclude(decision="")
-        .select_related("reviewer")
-        .only(
-            "pk",
-            "sha256",
-            "phash",
-            "decision",
-            "reviewer__username",
-            "reviewed_at",
-            "submitted_by",
-            "content_type",
-        )
+        .values_list(*_CANDIDATE_COLUMNS)
     )
+    # Each image is compared only with the rows that share its bytes or a part of its hash.
+    by_sha: dict[str, list[_Candidate]] = {}
+    by_part: dict[tuple[str, int], list[_Candidate]] = {}
+    for row in rows:
+        candidate = _Candidate(*row)
+        by_sha.setdefault(candidate.sha256, []).append(candidate)
+        if candidate.phash is not None:
+            for name, part in zip(PART_FIELDS, chunks(from_signed(candidate.phash)), strict=True):
+                by_part.setdefault((name, part), []).append(candidate)
     scopes = _Scopes()
     for detection in open_:
-        matches = []
         own_hash = stored_hash(detection)
-        for candidate in candidates:
-            if candidate.pk == detection.pk:
-                continue
-            if detection.sha256 and candidate.sha256 == detection.sha256:
-                kind, bits = Match.SAME_BYTES, 0
-            elif limit is not None and own_hash is not None and candidate.phash is not None:
-                bits = distance(own_hash, from_signed(candidate.phash))
-                if bits > limit:
-                    continue
-                kind = Match.NEAR_DUPLICATE
-            else:
-                continue
-            if scopes.may_match(detection, candidate):
-                matches.append((bits, kind, candidate))
-        if matches:
-            found[detection.pk] = _closest(matches)
+        matches: dict[int, tuple[int, str, _Candidate]] = {}
+        if detection.sha256:
+            for candidate in by_sha.get(detection.sha256, []):
+                matches[candidate.pk] = (0, Match.SAME_BYTES, candidate)
+        if limit is not None and own_hash is not None:
+            for name, part in zip(PART_FIELDS, chunks(own_hash), strict=True):
+                for candidate in by_part.get((name, part), []):
+                    if candidate.pk in matches:
+                        continue
+                    bits = distance(own_hash, from_signed(candidate.phash))
+                    if bits <= limit:
+                        matches[candidate.pk] = (bits, Match.NEAR_DUPLICATE, candidate)
+        allowed = [
+            m
+            for m in matches.values()
+            if m[2].pk != detection.pk and scopes.may_match(detection, m[2])
+        ]
+        if allowed:
+            found[detection.pk] = _closest(allowed)
     return found
+
+
+class _Candidate(NamedTuple):
+    """A decided Detection as the lookup reads it: plain rows, no model instances (a page of
+    50 images meets about a thousand candidates at a million rows)."""
+
+    pk: int
+    sha256: str
+    phash: int | None
+    decision: str
+    reviewer_name: str | None
+    reviewed_at: datetime | None
+    submitted_by_id: int | None
+    content_type_id: int | None
+
+
+_CANDIDATE_COLUMNS = (
+    "pk",
+    "sha256",
+    "phash",
+    "decision",
+    "reviewer__username",
+    "reviewed_at",
+    "submitted_by_id",
+    "content_type_id",
+)
 
 
 def _own(detection: Detection) -> MatchedDecision:
@@ -283,13 +310,13 @@ def _own(detection: Detection) -> MatchedDecision:
     )
 
 
-def _closest(matches: list[tuple[int, str, Detection]]) -> MatchedDecision:
+def _closest(matches: list[tuple[int, str, _Candidate]]) -> MatchedDecision:
     """The closest match; among equals, the latest decision."""
     matches.sort(key=lambda m: (m[0], -(m[2].reviewed_at.timestamp() if m[2].reviewed_at else 0)))
     bits, kind, best = matches[0]
     return MatchedDecision(
         decision=best.decision,
-        reviewer=_username(best),
+        reviewer=best.reviewer_name or "",
         decided_at=best.reviewed_at,
         detection_id=best.pk,
         match=kind,
