@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .argtypes import int_at_least, report_error
-from .errors import HumanmadeError, UnreadableSourceError, WeightsError
+from .errors import HumanmadeError, UnreadableSourceError, WeightsError, error_code
 from .headline import cutoff_percent, reasons_beyond_evidence
 from .verdict import BandCutoffs
 
@@ -363,7 +363,7 @@ class _Output:
         if isinstance(result, HumanmadeError):
             message = str(result) or type(result).__name__
             if self.as_json:
-                record = {"source": item.name, "error": type(result).__name__, "message": message}
+                record = {"source": item.name, "error": error_code(result), "message": message}
                 self._write(json.dumps(record, ensure_ascii=False), sys.stdout)
             self._write(f"{item.name}: error: {message}", sys.stderr)
             return False

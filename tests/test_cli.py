@@ -88,7 +88,7 @@ def test_folder_json_reports_failure_record(capsys, tiny_weights, images):
     failure = next(r for r in records if "error" in r)
     assert failure == {
         "source": str(images / "notes.jpg"),
-        "error": "NotAnImageError",
+        "error": "not_an_image",  # the API's code for the same error
         "message": failure["message"],
     }
     assert failure["message"].startswith("The file is not an image")
