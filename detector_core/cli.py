@@ -657,14 +657,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"version:      {info['version']}",
         f"sha256:       {info['sha256']} ({check})",
         f"model card:   {info['model_card'] or 'none found beside the weights'}",
-        f"architecture: {info['architecture']}, {info['parameters']:,} parameters",
     ]
+    trace = f"{info['architecture']}, {info['parameters']:,} parameters"
     if info["experts"]:
+        weights = {e["name"]: e["weight"] for e in info["experts"]}
         lines.append(
             "experts:      "
-            + ", ".join(f"{e['name']} (fusion weight {e['weight']:.3f})" for e in info["experts"])
-            + f"; CLIP ViT-B/16 int8 on at most {info['clip_max_crops']} native 224 px crops"
+            + ", ".join(f"{name} (fusion weight {w:.3f})" for name, w in weights.items())
         )
+        # Every expert, not only the trace network's EfficientNet.
+        if "trace" in weights:
+            lines.append(f"  trace:      local-trace network, {trace}")
+        if "clip" in weights:
+            lines.append(
+                "  clip:       CLIP ViT-B/16 image tower (int8 ONNX) and a linear head, on at "
+                f"most {info['clip_max_crops']} native 224 px crops"
+            )
+    else:
+        lines.append(f"architecture: {trace}")
     lines += [
         f"tile size:    {info['tile_size']} px",
         f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"

@@ -392,3 +392,27 @@ def test_info_prints_the_cutoffs_stored_with_the_weights_at_their_precision(tmp_
     assert main(["info", "--weights", str(path)]) == 0
     out = capsys.readouterr().out
     assert "likely human below 15.0%, likely AI from 97.4%" in out
+
+
+def test_info_lists_every_expert_of_the_release(capsys):
+    from detector_core.cli import main
+
+    if main(["info"]) != 0:
+        pytest.skip("the release weights cannot be loaded here")
+    out = capsys.readouterr().out
+    if "experts:" not in out:
+        pytest.skip("the release in use has a single expert")
+    assert "  trace:" in out and "  clip:" in out and "CLIP ViT-B/16" in out
+
+
+def test_every_benchmark_option_has_help(capsys):
+    from detector_core.benchmark import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--weights", "--repeats", "--max-tiles", "--device", "--sizes", "--json"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(option))
+        after = line.strip()[len(option) :].split(maxsplit=1)
+        described = len(after) > 1 or not text.split(line, 1)[1].startswith("\n  --")
+        assert described, option
