@@ -118,6 +118,12 @@ def index(request: HttpRequest) -> HttpResponse:
         if dropped:
             batch.refused = [*batch.refused, {"name": "an uploaded file", "reason": dropped}]
             batch.save(update_fields=["refused"])
+        if not batch.detections.exists():
+            # Nothing could be queued: say why here, and leave no empty "0 of 0" batch behind.
+            context["refused"] = batch.refused
+            context["error"] = "Nothing could be checked: every input was refused."
+            batch.delete()
+            return render(request, "cms_plugin/desk/index.html", context, status=400)
         return redirect("cms_plugin_desk:batch", pk=batch.pk)
     return render(request, "cms_plugin/desk/index.html", context)
 
@@ -185,6 +191,17 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
         writer.writeheader()
+        for refused in batch.refused:
+            # What was refused is part of the batch too: the export must not lose it.
+            writer.writerow(
+                safe_row(
+                    {
+                        "name": refused.get("name", ""),
+                        "status": "refused",
+                        "error": refused.get("reason", ""),
+                    }
+                )
+            )
         for record in records:
             decision = record["decision"] or {}
             writer.writerow(
@@ -210,7 +227,15 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
 @require_GET
 def report(request: HttpRequest, pk: int) -> HttpResponse:
     detection = get_object_or_404(Detection, pk=pk)
-    batch = detection.batches.order_by("pk").first()
+    # A Detection reused by a later batch (the same bytes sent again) belongs to several:
+    # the breadcrumb goes back to the batch the reader came from (?batch=), else to their
+    # own latest batch that holds it, else to the first.
+    batches = detection.batches.all()
+    batch = (
+        batches.filter(pk=_int(request.GET.get("batch"))).first()
+        or batches.filter(created_by=request.user).order_by("-pk").first()
+        or batches.order_by("pk").first()
+    )
     name = batch.names.get(str(pk)) if batch else None
     view = (
         verdict_view(detection.evidence or {}, detection.summary)
@@ -227,6 +252,13 @@ def report(request: HttpRequest, pk: int) -> HttpResponse:
         "heatmap_url": reverse("cms_plugin_desk:heatmap", args=[pk]) if detection.heatmap else "",
     }
     return render(request, "cms_plugin/desk/report.html", context)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
 
 
 @desk_view
