@@ -153,7 +153,7 @@ def _plan(probe) -> str:
 
     # The query decisions_for runs for one image: the same bytes, or a shared 16-bit part.
     wanted = Q(sha256__in=[probe.sha256]) | near_query(stored_hash(probe))
-    query = Detection.objects.filter(wanted, status="reviewed").exclude(decision="")
+    query = Detection.objects.filter(wanted, status="reviewed").exclude(decision="").order_by()
     return query.explain()
 
 

@@ -231,12 +231,17 @@ def decisions_for(detections: Iterable[Detection]) -> dict[int, MatchedDecision]
     limit = max_distance()
     query = Q(sha256__in=sorted({d.sha256 for d in open_ if d.sha256}))
     if limit is not None:
-        for d in open_:
-            if d.phash is not None:
-                query |= near_query(stored_hash(d))
+        # One IN-list per part column (four index scans for a whole page), not one OR per
+        # image; each image is then compared only with the rows sharing its own parts.
+        hashes = [stored_hash(d) for d in open_ if d.phash is not None]
+        for i, name in enumerate(PART_FIELDS):
+            values = sorted({chunks(h)[i] - _PART_OFFSET for h in hashes})
+            if values:
+                query |= Q(**{f"{name}__in": values})
     rows = (
         Detection.objects.filter(query, status=Detection.Status.REVIEWED)
         .exclude(decision="")
+        .order_by()  # no sort: the closest match is chosen below
         .values_list(*_CANDIDATE_COLUMNS)
     )
     # Each image is compared only with the rows that share its bytes or a part of its hash.
