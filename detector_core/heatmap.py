@@ -201,7 +201,7 @@ def tick_labels(
 
     placed: list[tuple[str, int, float, int]] = []
     taken: list[list[tuple[float, float]]] = [[], []]
-    for value in (0.0, 1.0, cutoffs.human, cutoffs.ai):
+    for value in dict.fromkeys((0.0, 1.0, cutoffs.human, cutoffs.ai)):  # each value once
         x = left + round(value * (width - 1))
         text = f"{value:.0%}" if value in (0.0, 1.0) else f"{cutoff_percent(value, cutoffs)}%"
         text_width = measure(text)

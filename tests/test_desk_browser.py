@@ -210,3 +210,43 @@ def test_long_names_stay_on_one_line_at_800_px(
     assert line[0] <= line[1] * 1.5 and line[2]  # one line, cut with an ellipsis
     assert horizontal_overflow(browser) == 0  # every column, the report link too, fits
     screenshot(browser, "desk_batch_800px")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reviewers_decision_shows_first_on_a_copy_sent_again(
+    browser, live_server, settings, tiny_weights, tmp_path
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from selenium.webdriver.common.by import By
+    from test_cms_matching import encoded, picture, resized_jpeg
+
+    from cms_plugin import services
+    from cms_plugin.desk.submissions import submit_batch
+
+    settings.HUMANMADE = humanmade_conf(tiny_weights)
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    services.forget_detector()
+    editor = make_user("second", "view_detection", staff=True)
+    editor.set_password(PASSWORD)
+    editor.save()
+    first = submit_batch(
+        make_user("first", "view_detection"),
+        [SimpleUploadedFile("agency-original.png", encoded(picture(1)), "image/png")],
+    ).detections.get()
+    services.record_review(first, make_user("rev", "review_detection"), "human_made")
+    again = submit_batch(
+        editor, [SimpleUploadedFile("forwarded.jpg", resized_jpeg(picture(1)), "image/jpeg")]
+    )
+    copy = again.detections.get()
+
+    _log_in(browser, live_server, "second")
+    browser.get(f"{live_server.url}/desk/batches/{again.pk}/")
+    body = page_text_after(browser, "1 of 1 checked")
+    row = browser.find_element(By.ID, f"detection-{copy.pk}").text
+    assert row.index("Confirmed human-made by a reviewer") < row.index("Model:")
+    assert "near-duplicate" in row and "agency-original" not in body
+    screenshot(browser, "desk_batch_decision_first")
+    browser.get(f"{live_server.url}/desk/detections/{copy.pk}/?batch={again.pk}")
+    report = page_text_after(browser, "Confirmed human-made by a reviewer")
+    assert report.index("Confirmed human-made by a reviewer") < report.index("pixels:")
+    screenshot(browser, "desk_report_decision_first")

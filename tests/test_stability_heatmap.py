@@ -162,6 +162,8 @@ def test_the_colour_scale_labels_never_overlap_and_say_what_share_was_scored():
     rows = {text: row for text, _, _, row in labels}
     assert rows["100%"] != rows["97.4%"]
     assert {row for *_, row in tick_labels(BandCutoffs(), 400, 382, lambda t: 9.0 * len(t))} == {0}
+    ends = tick_labels(BandCutoffs(0.0, 1.0), 400, 382, lambda t: 9.0 * len(t))
+    assert [text for text, *_ in ends] == ["0%", "100%"]  # a cut-off at an end: drawn once
 
     hm = _known_map()  # its last row is unscored
     assert hm.scored_share == pytest.approx(1 - 1 / hm.probabilities.shape[0])
