@@ -109,8 +109,8 @@ class DetectionAdmin(admin.ModelAdmin):
         (
             "Result (advisory)",
             {
+                # The headline is the panel's title above; the figure repeats it in its image.
                 "fields": (
-                    "summary",
                     "decided_by",
                     "experts",
                     "status",

@@ -49,3 +49,22 @@ def test_the_bar_says_what_set_the_band_and_a_failed_url_shows_no_image(site):
     assert "band set by" not in row(by_pixels)
     assert "<img" not in row(failed_url) and "no image" in row(failed_url)
     assert "<img" in row(by_pixels)
+
+
+@pytest.mark.django_db
+def test_the_detection_page_shows_its_headline_once(site):
+    detection = Detection.objects.create(
+        status="needs_review",
+        probability=0.5,
+        band="uncertain",
+        decided_by="pixels",
+        evidence={"summary": "AI-generated: 50% (uncertain)"},
+    )
+    client = Client()
+    client.force_login(make_user("boss", "review_detection", staff=True))
+    page = client.get(f"/admin/cms_plugin/detection/{detection.pk}/change/").content.decode()
+    # Once as the panel's title; the engine's raw output (a <pre> of JSON) aside.
+    import re
+
+    prose = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)
+    assert prose.count("AI-generated: 50% (uncertain)") == 1
