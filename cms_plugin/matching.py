@@ -211,6 +211,24 @@ class _Scopes:
 # --- the lookup ---------------------------------------------------------------------------
 
 
+def candidates_query(detections: list[Detection], *, near: bool = True) -> Any:
+    """The decided Detections that share bytes or (with `near`) a 16-bit hash part with any
+    of `detections`: one IN-list per part column, so a page of images costs four index
+    scans, not one OR per image."""
+    query = Q(sha256__in=sorted({d.sha256 for d in detections if d.sha256}))
+    if near:
+        hashes = [stored_hash(d) for d in detections if d.phash is not None]
+        for i, name in enumerate(PART_FIELDS):
+            values = sorted({chunks(h)[i] - _PART_OFFSET for h in hashes})
+            if values:
+                query |= Q(**{f"{name}__in": values})
+    return (
+        Detection.objects.filter(query, status=Detection.Status.REVIEWED)
+        .exclude(decision="")
+        .order_by()  # no sort: the closest match is chosen in Python
+    )
+
+
 def decision_for(detection: Detection) -> MatchedDecision | None:
     """The decision that applies to `detection`: its own, else the closest match's."""
     return decisions_for([detection]).get(detection.pk)
@@ -229,21 +247,7 @@ def decisions_for(detections: Iterable[Detection]) -> dict[int, MatchedDecision]
     if not open_:
         return found
     limit = max_distance()
-    query = Q(sha256__in=sorted({d.sha256 for d in open_ if d.sha256}))
-    if limit is not None:
-        # One IN-list per part column (four index scans for a whole page), not one OR per
-        # image; each image is then compared only with the rows sharing its own parts.
-        hashes = [stored_hash(d) for d in open_ if d.phash is not None]
-        for i, name in enumerate(PART_FIELDS):
-            values = sorted({chunks(h)[i] - _PART_OFFSET for h in hashes})
-            if values:
-                query |= Q(**{f"{name}__in": values})
-    rows = (
-        Detection.objects.filter(query, status=Detection.Status.REVIEWED)
-        .exclude(decision="")
-        .order_by()  # no sort: the closest match is chosen below
-        .values_list(*_CANDIDATE_COLUMNS)
-    )
+    rows = candidates_query(open_, near=limit is not None).values_list(*_CANDIDATE_COLUMNS)
     # Each image is compared only with the rows that share its bytes or a part of its hash.
     by_sha: dict[str, list[_Candidate]] = {}
     by_part: dict[tuple[str, int], list[_Candidate]] = {}
