@@ -68,3 +68,42 @@ def test_the_detection_page_shows_its_headline_once(site):
 
     prose = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)
     assert prose.count("AI-generated: 50% (uncertain)") == 1
+
+
+def _huge_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid 1-bit PNG of width × height, all black: tiny once compressed."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.django_db
+def test_a_huge_png_added_to_a_watched_model_is_refused_for_its_pixels(site):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from demo_site.models import NewsPhoto
+
+    client = Client()
+    client.force_login(
+        make_user("editor", "add_newsphoto", "view_newsphoto", "change_newsphoto", staff=True)
+    )
+    upload = SimpleUploadedFile("huge.png", _huge_png(), "image/png")
+    response = client.post(
+        "/admin/demo_site/newsphoto/add/", {"title": "huge", "image": upload, "credit": ""}
+    )
+    assert response.status_code == 200  # the form again, with the reason
+    page = response.content.decode()
+    assert "30000×30000 pixels" in page and "the limit is" in page
+    assert "corrupted image" not in page
+    assert not NewsPhoto.objects.exists()
