@@ -292,3 +292,16 @@ def test_detections_scored_before_hashes_get_one_and_then_match(site):
     assert "Hashed 1 image(s)" in out.getvalue()
     found = matching.decision_for(Detection.objects.get(pk=copy.pk))
     assert found is not None and found.detection_id == first.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_copies_decided_both_ways_are_flagged_for_another_look(site):
+    alice = make_user("alice", "view_detection")
+    one = _desk_send(alice, "a.png", encoded(picture(7))).detections.get()
+    _decide(one, "human_made")
+    other = _desk_send(alice, "b.png", framed(picture(7))).detections.get()
+    _decide(other, "ai_generated")
+    third = _desk_send(alice, "c.jpg", resized_jpeg(picture(7))).detections.get()
+    found = matching.decision_for(Detection.objects.get(pk=third.pk))
+    assert found is not None and found.conflicting
+    assert "decided the other way" in found.how
