@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from detector_core.near_duplicate import MAX_INDEXED_DISTANCE, hash_bytes
+from detector_core.intake import decode_image
+from detector_core.near_duplicate import MAX_INDEXED_DISTANCE, hash_bytes, perceptual_hash
 
 DISTANCES = range(0, 9)
 
@@ -92,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--copies-every",
+        type=int,
+        default=1,
+        help="make the five copies of every Nth image only (all images count for wrong matches)",
+    )
+    parser.add_argument("--show-pairs", type=int, default=20, help="close pairs to print")
     args = parser.parse_args(argv)
     manifest = args.datasets / "manifest.csv"
     if not manifest.exists():
@@ -104,23 +112,32 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     originals: list[int] = []
+    files: list[str] = []
     groups: list[str] = []
     copies: dict[str, list[int]] = {name: [] for name in TRANSFORMS}
     skipped = 0
-    for row in rows:
+    copied: list[int] = []  # indices (into originals) of the images whose copies are made
+    for index, row in enumerate(rows):
         data = (args.datasets / row["file"]).read_bytes()
         try:
-            original = hash_bytes(data)
-            image = Image.open(io.BytesIO(data)).convert("RGB")
-            hashes = {name: hash_bytes(make(image)) for name, make in TRANSFORMS.items()}
+            decoded = decode_image(data).image
+            original = perceptual_hash(decoded)
+            hashes = {}
+            if index % args.copies_every == 0:
+                # Copies are made of the picture as people see it: EXIF orientation applied,
+                # transparency over white (what the intake decodes), then hashed from bytes.
+                hashes = {name: hash_bytes(make(decoded)) for name, make in TRANSFORMS.items()}
         except Exception as exc:  # a file the intake refuses is reported, not fatal
             print(f"skipped {row['file']}: {exc}", file=sys.stderr)
             skipped += 1
             continue
+        if hashes:
+            copied.append(len(originals))
+            for name, value in hashes.items():
+                copies[name].append(value)
         originals.append(original)
+        files.append(row["file"])
         groups.append(row.get("sha256_original") or row["file"])
-        for name, value in hashes.items():
-            copies[name].append(value)
     elapsed = time.perf_counter() - started
     n = len(originals)
 
@@ -134,12 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         nearest[i] = d.min()
     report: dict[str, object] = {
         "images": n,
+        "images_copied": len(copied),
         "skipped": skipped,
         "seconds_hashing": round(elapsed, 1),
         "distinct_wrongly_matched": {},
         "copies_found": {name: {} for name in TRANSFORMS},
     }
-    print(f"{n} images hashed with 5 copies each in {elapsed:.0f} s ({skipped} skipped)")
+    print(
+        f"{n} images hashed, {len(copied)} of them with 5 copies each, in {elapsed:.0f} s "
+        f"({skipped} skipped)"
+    )
     header = f"{'distance':>8}  {'wrong':>8}  " + "  ".join(f"{t:>19}" for t in TRANSFORMS)
     print(header)
     for dist in DISTANCES:
@@ -147,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         report["distinct_wrongly_matched"][str(dist)] = wrong
         found = {}
         for name, values in copies.items():
-            d = popcount64(np.array(values, dtype=np.uint64) ^ hashes)
+            d = popcount64(np.array(values, dtype=np.uint64) ^ hashes[copied])
             found[name] = float(np.mean(d <= dist))
             report["copies_found"][name][str(dist)] = found[name]
         mark = " (indexed lookup limit)" if dist == MAX_INDEXED_DISTANCE else ""
@@ -156,8 +177,24 @@ def main(argv: list[str] | None = None) -> int:
             + "  ".join(f"{found[t]:>19.1%}" for t in TRANSFORMS)
             + mark
         )
-    close_pairs = int(np.sum(nearest <= MAX_INDEXED_DISTANCE))
-    print(f"images with another original within distance {MAX_INDEXED_DISTANCE}: {close_pairs}")
+    close = np.flatnonzero(nearest <= MAX_INDEXED_DISTANCE)
+    print(f"images with another original within distance {MAX_INDEXED_DISTANCE}: {len(close)}")
+    report["close_pairs"] = []
+    for i in close:
+        d = popcount64(hashes ^ hashes[i])
+        d[group_ids == group_ids[i]] = 64
+        j = int(np.argmin(d))
+        if (
+            i < j
+            or nearest[j] > MAX_INDEXED_DISTANCE
+            or int(
+                np.argmin(np.where(group_ids == group_ids[j], 64, popcount64(hashes ^ hashes[j])))
+            )
+            != i
+        ):
+            report["close_pairs"].append([files[i], files[j], int(d[j])])
+    for a, b, bits in report["close_pairs"][: args.show_pairs]:
+        print(f"  {bits} bits: {a}  ~  {b}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0
