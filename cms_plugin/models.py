@@ -82,13 +82,14 @@ class Detection(models.Model):
 
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     # The perceptual hash (detector_core.near_duplicate) as a signed 64-bit integer, and its
-    # four 16-bit parts (each minus 32768, to fit a smallint), indexed: a near-duplicate of
-    # a decided image is found by exact matches on the parts, never by scanning every row.
+    # four 16-bit parts (each minus 32768, to fit a smallint), indexed for the decided rows
+    # (Meta.indexes): a near-duplicate of a decided image is found by exact matches on the
+    # parts, never by scanning every row.
     phash = models.BigIntegerField(null=True, blank=True)
-    phash_0 = models.SmallIntegerField(null=True, blank=True, db_index=True)
-    phash_1 = models.SmallIntegerField(null=True, blank=True, db_index=True)
-    phash_2 = models.SmallIntegerField(null=True, blank=True, db_index=True)
-    phash_3 = models.SmallIntegerField(null=True, blank=True, db_index=True)
+    phash_0 = models.SmallIntegerField(null=True, blank=True)
+    phash_1 = models.SmallIntegerField(null=True, blank=True)
+    phash_2 = models.SmallIntegerField(null=True, blank=True)
+    phash_3 = models.SmallIntegerField(null=True, blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -130,7 +131,18 @@ class Detection(models.Model):
     class Meta:
         ordering = ["created_at", "pk"]
         permissions = [("review_detection", "Can decide whether a detection is human-made")]
-        indexes = [models.Index(fields=["content_type", "object_id", "field_name"])]
+        indexes = [
+            models.Index(fields=["content_type", "object_id", "field_name"]),
+            # Only decided images are ever looked up by hash: partial indexes hold just them.
+            *(
+                models.Index(
+                    fields=[f"phash_{i}"],
+                    name=f"cms_plugin_decided_phash_{i}",
+                    condition=models.Q(status="reviewed"),
+                )
+                for i in range(4)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Detection #{self.pk} ({self.get_status_display()})"
