@@ -28,7 +28,12 @@ import numpy as np
 from PIL import Image
 
 from detector_core.intake import decode_image
-from detector_core.near_duplicate import MAX_INDEXED_DISTANCE, hash_bytes, perceptual_hash
+from detector_core.near_duplicate import (
+    MAX_INDEXED_DISTANCE,
+    hash_bytes,
+    is_informative,
+    perceptual_hash,
+)
 
 DISTANCES = range(0, 9)
 
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     originals: list[int] = []
+    informative: list[bool] = []
     files: list[str] = []
     groups: list[str] = []
     copies: dict[str, list[int]] = {name: [] for name in TRANSFORMS}
@@ -122,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             decoded = decode_image(data).image
             original = perceptual_hash(decoded)
+            plain = not is_informative(decoded)
             hashes = {}
             if index % args.copies_every == 0:
                 # Copies are made of the picture as people see it: EXIF orientation applied,
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, value in hashes.items():
                 copies[name].append(value)
         originals.append(original)
+        informative.append(not plain)
         files.append(row["file"])
         groups.append(row.get("sha256_original") or row["file"])
     elapsed = time.perf_counter() - started
@@ -143,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
 
     hashes = np.array(originals, dtype=np.uint64)
     group_ids = np.unique(np.array(groups), return_inverse=True)[1]
+    # Only informative images are stored with a hash (flat and one-axis ones are matched by
+    # their bytes only): they alone can be matched, wrongly or not.
+    usable = np.array(informative, dtype=bool)
     # For each image, the smallest distance to an image of another original.
     nearest = np.full(n, 64, dtype=np.int64)
-    for i in range(n):
+    for i in np.flatnonzero(usable):
         d = popcount64(hashes ^ hashes[i])
-        d[group_ids == group_ids[i]] = 64
+        d[(group_ids == group_ids[i]) | ~usable] = 64
         nearest[i] = d.min()
     report: dict[str, object] = {
         "images": n,
@@ -159,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"{n} images hashed, {len(copied)} of them with 5 copies each, in {elapsed:.0f} s "
-        f"({skipped} skipped)"
+        f"({skipped} skipped); {int((~usable).sum())} too plain for a hash (bytes only)"
     )
+    report["too_plain"] = int((~usable).sum())
     header = f"{'distance':>8}  {'wrong':>8}  " + "  ".join(f"{t:>19}" for t in TRANSFORMS)
     print(header)
     for dist in DISTANCES:
@@ -168,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         report["distinct_wrongly_matched"][str(dist)] = wrong
         found = {}
         for name, values in copies.items():
-            d = popcount64(np.array(values, dtype=np.uint64) ^ hashes[copied])
+            # A copy is found only where both it and its original have a hash.
+            has_hash = np.array([v is not None for v in values]) & usable[copied]
+            raw = np.array([v or 0 for v in values], dtype=np.uint64)
+            d = np.where(has_hash, popcount64(raw ^ hashes[copied]), 64)
             found[name] = float(np.mean(d <= dist))
             report["copies_found"][name][str(dist)] = found[name]
         mark = " (indexed lookup limit)" if dist == MAX_INDEXED_DISTANCE else ""
@@ -182,16 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     report["close_pairs"] = []
     for i in close:
         d = popcount64(hashes ^ hashes[i])
-        d[group_ids == group_ids[i]] = 64
+        d[(group_ids == group_ids[i]) | ~usable] = 64
         j = int(np.argmin(d))
-        if (
-            i < j
-            or nearest[j] > MAX_INDEXED_DISTANCE
-            or int(
-                np.argmin(np.where(group_ids == group_ids[j], 64, popcount64(hashes ^ hashes[j])))
-            )
-            != i
-        ):
+        if i < j or nearest[j] > MAX_INDEXED_DISTANCE:
             report["close_pairs"].append([files[i], files[j], int(d[j])])
     for a, b, bits in report["close_pairs"][: args.show_pairs]:
         print(f"  {bits} bits: {a}  ~  {b}")

@@ -118,6 +118,8 @@ def hash_fields(data: bytes) -> dict[str, int | None]:
         value = hash_bytes(data)
     except (HumanmadeError, OSError, ValueError) as exc:
         logger.warning("no perceptual hash: %s", exc)
+        value = None
+    if value is None:  # also a flat or one-axis image: its hash would match strangers
         return {"phash": None, **dict.fromkeys(PART_FIELDS)}
     return fields_for_hash(value)
 

@@ -30,6 +30,11 @@ _SAME_COLOUR = 8
 _MIN_KEPT = 0.5
 # Larger images are scaled down to this many pixels a side before they are hashed.
 _WORKING_SIZE = 512
+# An image is near-matched only when its hash carries information (`is_informative`): some
+# detail at all (RMS of the low-frequency AC coefficients / 32), and this share of it varying
+# along both axes. Chosen on ../shared/datasets (cms_plugin/README.md).
+_MIN_DETAIL = 1.0
+_MIN_TWO_AXES = 0.01
 
 
 def _flat_lines(lines: np.ndarray) -> int:
@@ -69,24 +74,53 @@ def trim_border(image: Image.Image) -> Image.Image:
     return image.crop((left, top, right, bottom))
 
 
-def perceptual_hash(image: Image.Image) -> int:
-    """The 64-bit perceptual hash of a decoded image, as an unsigned integer."""
-    import imagehash
-
+def _prepared(image: Image.Image) -> Image.Image:
     image = image.convert("RGB")
     if max(image.size) > _WORKING_SIZE:
         # The hash looks at 32x32 pixels; trimming need not read 64 megapixels to find a frame.
         image = image.copy()
         image.thumbnail((_WORKING_SIZE, _WORKING_SIZE), Image.LANCZOS)
-    return int(str(imagehash.phash(trim_border(image))), 16)
+    return trim_border(image)
 
 
-def hash_bytes(data: bytes) -> int:
+def perceptual_hash(image: Image.Image) -> int:
+    """The 64-bit perceptual hash of a decoded image, as an unsigned integer."""
+    import imagehash
+
+    return int(str(imagehash.phash(_prepared(image))), 16)
+
+
+def is_informative(image: Image.Image) -> bool:
+    """Whether the hash of `image` tells it from other pictures. A flat image (a mask, a
+    blank page) hashes to the same bits as every other flat one, and a plain gradient or a
+    striped flag (variation along one axis only) to those of every similar one: on
+    ../shared/datasets they made nearly all wrong matches. Such images are matched by their
+    exact bytes only. Measured on the same 32x32 DCT the hash is taken from."""
+    import scipy.fftpack
+
+    pixels = np.asarray(_prepared(image).convert("L").resize((32, 32), Image.LANCZOS), dtype=float)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:8, :8]
+    ac = dct.copy()
+    ac[0, 0] = 0.0
+    energy = float((ac**2).sum())
+    if np.sqrt(energy) / 32 < _MIN_DETAIL:
+        return False
+    # The share of the low-frequency energy that varies along both axes at once.
+    return float((dct[1:, 1:] ** 2).sum()) / energy >= _MIN_TWO_AXES
+
+
+def informative_hash(image: Image.Image) -> int | None:
+    """The perceptual hash of `image`, or None where it would not tell it from others."""
+    return perceptual_hash(image) if is_informative(image) else None
+
+
+def hash_bytes(data: bytes) -> int | None:
     """The perceptual hash of encoded image bytes, decoded as the scorer decodes them
-    (EXIF orientation applied, first frame). Raises `detector_core.errors.ImageError`."""
+    (EXIF orientation applied, first frame), None for an image whose hash tells nothing
+    (`is_informative`). Raises `detector_core.errors.ImageError`."""
     from .intake import decode_image
 
-    return perceptual_hash(decode_image(data).image)
+    return informative_hash(decode_image(data).image)
 
 
 def distance(a: int, b: int) -> int:

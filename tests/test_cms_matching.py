@@ -307,3 +307,15 @@ def test_copies_decided_both_ways_are_flagged_for_another_look(site):
     found = matching.decision_for(Detection.objects.get(pk=third.pk))
     assert found is not None and found.conflicting
     assert "decided the other way" in found.how
+
+
+def test_flat_and_one_axis_images_get_no_hash_and_match_by_bytes_only():
+    flat = Image.new("RGB", (200, 150), (40, 90, 160))
+    gradient = Image.fromarray(np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (150, 1)))
+    stripes = Image.new("RGB", (200, 150), (0, 0, 200))
+    ImageDraw.Draw(stripes).rectangle((0, 60, 199, 90), fill=(255, 255, 255))
+    for plain in (flat, gradient, stripes):
+        assert not near_duplicate.is_informative(plain)
+        assert near_duplicate.hash_bytes(encoded(plain)) is None
+        assert matching.hash_fields(encoded(plain))["phash"] is None
+    assert near_duplicate.is_informative(picture(1))

@@ -1,6 +1,7 @@
 """`manage.py humanmade_hash`: give Detections scored before perceptual hashes were stored
 their hash, so that a reviewer's decision on them follows near-duplicates too (the same bytes
-are matched by sha256 without it). Resumable: rows that have a hash are not read again."""
+are matched by sha256 without it). Resumable: rows that have a hash are not read again
+(plain images, which get none, are read again on each run)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             .exclude(status=Detection.Status.STALE)
             .order_by("-reviewed_at", "pk")  # decisions matter most: they are what is shown
         )
-        done, unreadable = 0, 0
+        done, unreadable, plain = 0, 0, 0
         for detection in queryset[:limit] if limit else queryset.iterator():
             try:
                 data = read_image_bytes(detection)
@@ -35,8 +36,11 @@ class Command(BaseCommand):
                 continue
             fields = hash_fields(data)
             if fields["phash"] is None:
-                unreadable += 1
+                plain += 1  # unreadable, or too plain for its hash to tell it apart
                 continue
             Detection.objects.filter(pk=detection.pk).update(**fields)
             done += 1
-        self.stdout.write(f"Hashed {done} image(s); {unreadable} could not be read.")
+        self.stdout.write(
+            f"Hashed {done} image(s); {unreadable} could not be read; {plain} matched by "
+            "their bytes only (unreadable as images, or too plain for a hash)."
+        )
