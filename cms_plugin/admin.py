@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .images import heatmap_response, image_response, stored_thumbnail
+from .matching import decision_for
 from .models import REVIEW_PERMISSION, Detection, Review
 from .presentation import clipped, evidence_items, own_reasons
 from .sources import source_link
@@ -108,8 +109,8 @@ class DetectionAdmin(admin.ModelAdmin):
         (
             "Result (advisory)",
             {
+                # The headline is the panel's title above; the figure repeats it in its image.
                 "fields": (
-                    "summary",
                     "decided_by",
                     "experts",
                     "status",
@@ -198,6 +199,7 @@ class DetectionAdmin(admin.ModelAdmin):
             else [],
             "reasons": own_reasons(obj.evidence or {}) if obj else [],
             "source_link": source_link(obj) if obj else "",
+            "matched_decision": decision_for(obj) if obj else None,
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
@@ -206,6 +208,9 @@ class DetectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="image")
     def thumbnail(self, obj: Detection) -> str:
+        if not obj.upload and not obj.content_type_id:
+            # A URL that could not be fetched: no image was stored, so none is shown.
+            return format_html('<span class="hm-muted" title="{}">no image</span>', obj.error)
         url = reverse("admin:cms_plugin_detection_thumbnail", args=[obj.pk])
         return format_html(
             '<img src="{}" alt="image #{}" loading="lazy" style="max-width:56px;max-height:56px">',
@@ -217,14 +222,22 @@ class DetectionAdmin(admin.ModelAdmin):
     def probability_bar(self, obj: Detection) -> str:
         if obj.probability is None:
             return "–"
-        return format_html(
+        bar = format_html(
             '<div class="hm-bar" title="{}"><div class="hm-fill hm-{}" style="width:{}%">'
-            "</div></div>{}%",
+            "</div></div>{}% pixels",
             obj.summary,
             obj.band_colour,
             obj.percent,
             obj.percent,
         )
+        if obj.decided_by and obj.decided_by != Detection.DecidedBy.PIXELS:
+            # A 1% bar beside "likely AI" is no contradiction: something else set the band.
+            return format_html(
+                '{}<br><small class="hm-decided-by">band set by {}</small>',
+                bar,
+                obj.get_decided_by_display(),
+            )
+        return bar
 
     @admin.display(description="band", ordering="band")
     def band_pill(self, obj: Detection) -> str:
@@ -238,6 +251,17 @@ class DetectionAdmin(admin.ModelAdmin):
     def review(self, obj: Detection) -> str:
         if obj.decision:
             return f"{obj.get_status_display()}: {obj.get_decision_display()}"
+        matched = decision_for(obj)
+        if matched is not None:
+            # The same picture was decided before: the reviewer sees it before the score.
+            return format_html(
+                '{}<br><strong class="hm-decision-{}" title="{}">{} (matches #{})</strong>',
+                obj.get_status_display(),
+                matched.tone,
+                matched.how,
+                matched.headline,
+                matched.detection_id,
+            )
         return obj.get_status_display()
 
     @admin.display(description="why", ordering="decided_by")

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from detector_core.headline import DecidedBy, percent_in_band
-from detector_core.verdict import BandCutoffs
+from detector_core.headline import DecidedBy, headline, percent_in_band
+from detector_core.verdict import Band, BandCutoffs
 
 REVIEW_PERMISSION = "cms_plugin.review_detection"
 
@@ -81,6 +81,15 @@ class Detection(models.Model):
     )
 
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    # The perceptual hash (detector_core.near_duplicate) as a signed 64-bit integer, and its
+    # four 16-bit parts (each minus 32768, to fit a smallint), indexed for the decided rows
+    # (Meta.indexes): a near-duplicate of a decided image is found by exact matches on the
+    # parts, never by scanning every row.
+    phash = models.BigIntegerField(null=True, blank=True)
+    phash_0 = models.SmallIntegerField(null=True, blank=True)
+    phash_1 = models.SmallIntegerField(null=True, blank=True)
+    phash_2 = models.SmallIntegerField(null=True, blank=True)
+    phash_3 = models.SmallIntegerField(null=True, blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -126,7 +135,18 @@ class Detection(models.Model):
     class Meta:
         ordering = ["created_at", "pk"]
         permissions = [("review_detection", "Can decide whether a detection is human-made")]
-        indexes = [models.Index(fields=["content_type", "object_id", "field_name"])]
+        indexes = [
+            models.Index(fields=["content_type", "object_id", "field_name"]),
+            # Only decided images are ever looked up by hash: partial indexes hold just them.
+            *(
+                models.Index(
+                    fields=[f"phash_{i}"],
+                    name=f"cms_plugin_decided_phash_{i}",
+                    condition=models.Q(status="reviewed"),
+                )
+                for i in range(4)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Detection #{self.pk} ({self.get_status_display()})"
@@ -153,9 +173,12 @@ class Detection(models.Model):
         stored = (self.evidence or {}).get("summary")
         if self.decided_by and isinstance(stored, str) and stored:
             return stored
-        # Scored before verdicts said what decided them: the pixel score, as it was shown.
-        percent = percent_in_band(self.probability, self.cutoffs)
-        return f"AI-generated: {percent}% ({self.get_band_display()})"
+        # Scored before verdicts said what decided them: the pixel score's headline.
+        try:
+            band = Band(self.band)
+        except ValueError:
+            band = self.cutoffs.band(self.probability)
+        return headline(self.probability, band, DecidedBy.PIXELS, self.cutoffs)
 
     @property
     def is_clip(self) -> bool:

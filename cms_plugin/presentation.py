@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector_core.headline import DecidedBy, percent_in_band, reasons_beyond_evidence
+from detector_core.headline import (
+    DecidedBy,
+    cutoff_percent,
+    percent_in_band,
+    reasons_beyond_evidence,
+)
 from detector_core.provenance.evidence import Strength
 from detector_core.verdict import Band, BandCutoffs
 
@@ -96,8 +101,8 @@ def verdict_view(data: Mapping[str, Any], headline: str | None = None) -> Verdic
         percent=percent_in_band(probability, cutoffs),
         decided_by=decided_by.value,
         decided_by_label=decided_by.label,
-        human_cutoff=f"{cutoffs.human:.0%}",
-        ai_cutoff=f"{cutoffs.ai:.0%}",
+        human_cutoff=f"{cutoff_percent(cutoffs.human, cutoffs)}%",
+        ai_cutoff=f"{cutoff_percent(cutoffs.ai, cutoffs)}%",
         reasons=own_reasons(data),
         evidence=evidence_items(data),
         model_version=str(data.get("model_version") or ""),

@@ -143,6 +143,13 @@ def _verdict_for(
         .order_by("pk")
         .first()
     )
+    from detector_core.video import media_kind
+
+    from .matching import PART_FIELDS, hash_fields
+
+    is_clip = media_kind(data) is not None
+    # The perceptual hash a reviewer's decision is matched by (none for a clip).
+    hashes = {"phash": None, **dict.fromkeys(PART_FIELDS)} if is_clip else hash_fields(data)
     if earlier is not None:
         evidence = dict(earlier.evidence or {})
         took = evidence.get("elapsed_ms")
@@ -151,6 +158,7 @@ def _verdict_for(
             time.sleep(max(0.0, min(took / 1000, ceiling) - (time.monotonic() - started)))
         evidence["elapsed_ms"] = round((time.monotonic() - started) * 1000, 2)
         return sha256, {
+            **hashes,
             "probability": earlier.probability,
             "band": earlier.band,
             "decided_by": earlier.decided_by,
@@ -158,11 +166,10 @@ def _verdict_for(
             "evidence": {**evidence, "deduplicated_from": earlier.pk},
             "heatmap": earlier.heatmap.name,
         }
-    from detector_core.video import media_kind
-
-    if media_kind(data) is not None:
+    if is_clip:
         clip = detector.score_video(data, limits=video_limits())
         return sha256, {
+            **hashes,
             "probability": clip.ai_probability,
             "band": clip.band.value,
             "decided_by": clip.decided_by.value,
@@ -179,6 +186,7 @@ def _verdict_for(
     # The figure decoded the image once more: give that memory back too.
     release_freed_memory(verdict.image.width * verdict.image.height)
     return sha256, {
+        **hashes,
         "probability": verdict.ai_probability,
         "band": verdict.band.value,
         "decided_by": verdict.decided_by.value,

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
+from django.db import models
 
+from cms_plugin.forms import WatchedImageField
 from cms_plugin.models import Detection
 
 from .models import NewsPhoto
@@ -10,6 +12,8 @@ from .models import NewsPhoto
 class NewsPhotoAdmin(admin.ModelAdmin):
     list_display = ("title", "credit", "created_at", "humanmade")
     search_fields = ("title", "credit")
+    # A refused image says why as the checking desk does (e.g. over the pixel limit).
+    formfield_overrides = {models.ImageField: {"form_class": WatchedImageField}}
 
     @admin.display(description="humanmade (advisory)")
     def humanmade(self, obj: NewsPhoto) -> str:

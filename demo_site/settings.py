@@ -168,6 +168,9 @@ HUMANMADE = {
 
 # Celery: no broker by default, so scoring runs in-process after commit.
 CELERY_BROKER_URL = os.environ.get("HUMANMADE_CELERY_BROKER_URL") or None
+# Anything sent without a queue (a retry, a task of another app) goes to the humanmade queue
+# too, never to Celery's shared default "celery" that any other worker may consume.
+CELERY_TASK_DEFAULT_QUEUE = HUMANMADE["CELERY_QUEUE"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed pool child's task goes back on the queue
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

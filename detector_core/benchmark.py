@@ -197,9 +197,18 @@ def _sizes(text: str) -> tuple[float, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--repeats", type=int_at_least(1), default=7)
-    parser.add_argument("--max-tiles", type=int_at_least(1), default=None)
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="weights file (default: the release in use)"
+    )
+    parser.add_argument(
+        "--repeats", type=int_at_least(1), default=7, help="timed runs per size (default 7)"
+    )
+    parser.add_argument(
+        "--max-tiles",
+        type=int_at_least(1),
+        default=None,
+        help="most tiles scored per image (default: the detector's own limit)",
+    )
     parser.add_argument(
         "--device", default="cpu", help="cpu (default) or cuda / cuda:N when a GPU is present"
     )

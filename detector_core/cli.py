@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .argtypes import int_at_least, report_error
-from .errors import HumanmadeError, UnreadableSourceError, WeightsError
-from .headline import reasons_beyond_evidence
+from .errors import HumanmadeError, UnreadableSourceError, WeightsError, error_code
+from .headline import cutoff_percent, reasons_beyond_evidence
 from .library_notes import library_notes
+from .verdict import BandCutoffs
 
 if TYPE_CHECKING:  # torch-heavy; imported inside the subcommands so `--help` stays quick
     from .clip_verdict import ClipVerdict
@@ -418,7 +419,7 @@ class _Output:
         if isinstance(result, HumanmadeError):
             message = str(result) or type(result).__name__
             if self.as_json:
-                record = {"source": item.name, "error": type(result).__name__, "message": message}
+                record = {"source": item.name, "error": error_code(result), "message": message}
                 self._write(json.dumps(record, ensure_ascii=False), sys.stdout)
             self._write(f"{item.name}: error: {message}", sys.stderr)
             return False
@@ -741,22 +742,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"version:      {info['version']}",
         f"sha256:       {info['sha256']} ({check})",
         f"model card:   {info['model_card'] or 'none found beside the weights'}",
-        f"architecture: {info['architecture']}, {info['parameters']:,} parameters",
     ]
+    trace = f"{info['architecture']}, {info['parameters']:,} parameters"
     if info["experts"]:
+        weights = {e["name"]: e["weight"] for e in info["experts"]}
         lines.append(
             "experts:      "
-            + ", ".join(f"{e['name']} (fusion weight {e['weight']:.3f})" for e in info["experts"])
-            + f"; CLIP ViT-B/16 int8 on at most {info['clip_max_crops']} native 224 px crops"
+            + ", ".join(f"{name} (fusion weight {w:.3f})" for name, w in weights.items())
         )
+        # Every expert, not only the trace network's EfficientNet.
+        if "trace" in weights:
+            lines.append(f"  trace:      local-trace network, {trace}")
+        if "clip" in weights:
+            lines.append(
+                "  clip:       CLIP ViT-B/16 image tower (int8 ONNX) and a linear head, on at "
+                f"most {info['clip_max_crops']} native 224 px crops"
+            )
+    else:
+        lines.append(f"architecture: {trace}")
     lines += [
         f"tile size:    {info['tile_size']} px",
         f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"
         + (f" (fitted on {info['calibrated_on']})" if info["calibrated_on"] else ""),
     ]
-    cut = info["cutoffs"]
+    cut = BandCutoffs(info["cutoffs"]["human"], info["cutoffs"]["ai"])
     lines.append(
-        f"bands:        likely human below {cut['human']:.1%}, likely AI from {cut['ai']:.1%}"
+        f"bands:        likely human below {cutoff_percent(cut.human, cut)}%, likely AI from "
+        f"{cutoff_percent(cut.ai, cut)}% (the cut-offs stored with these weights)"
     )
     if info["parent_version"]:
         lines.append(

@@ -121,3 +121,12 @@ class VideoTimeoutError(VideoError):
 
 class DecoderCrashedError(VideoError):
     """The decoding process died (a crash in the decoder, or it ran out of memory)."""
+
+
+def error_code(exc: BaseException) -> str:
+    """The stable snake_case code of an error, the same in the API and the CLI's --json:
+    NotAnImageError -> 'not_an_image', BlockedURLError -> 'blocked_url'."""
+    import re
+
+    name = type(exc).__name__.removesuffix("Error") or "error"
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()

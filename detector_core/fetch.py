@@ -63,7 +63,14 @@ def _parse_allow_hosts(entries: Iterable[str]) -> _AllowList:
     names: set[str] = set()
     networks: list[IPNetwork] = []
     for entry in entries:
-        text = entry.strip().lower().strip("[]")
+        text = entry.strip().lower()
+        # "127.0.0.1:8765", "[::1]:8765", "intranet:8080": the host is allowed, on any port
+        # (a URL's port never makes a private address safe or unsafe).
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?::\d+)?", text)
+        if bracketed:
+            text = bracketed.group(1)
+        elif text.count(":") == 1 and text.rsplit(":", 1)[1].isdigit():
+            text = text.rsplit(":", 1)[0]
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
             continue
@@ -312,11 +319,30 @@ def _blocked_reason(ip: IPAddress) -> str | None:
     return f"{kind} address" + (f" (it embeds {inner})" if inner else "")
 
 
+# Said after a refused private address: where a site or a person may allow their own hosts.
+ALLOW_HINT = (
+    " If the host is yours, allow it: --allow-host on the command line, "
+    'HUMANMADE["URL_ALLOW_HOSTS"] on a site.'
+)
+
+
+def _resolve_failure(host: str, exc: Exception) -> str:
+    """A DNS failure in words ("[Errno -2] Name or service not known" is for engineers)."""
+    code = getattr(exc, "errno", None)
+    if code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)):
+        return f"The host {host} does not exist (no such name in DNS); check the address."
+    if code == socket.EAI_AGAIN:
+        return f"The name server did not answer for {host}; try again in a moment."
+    if isinstance(exc, UnicodeError):
+        return f"The host name {host} is not a valid internet name."
+    return f"The host {host} could not be looked up in DNS; check the address."
+
+
 def _resolve(target: _Target, allow: _AllowList) -> list[_Address]:
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchError(f"Could not resolve {target.host}: {exc}.") from None
+        raise FetchError(_resolve_failure(target.host, exc)) from None
     host_allowed = target.host in allow.names
     addresses: list[_Address] = []
     for family, _type, _proto, _name, sockaddr in infos:
@@ -328,10 +354,12 @@ def _resolve(target: _Target, allow: _AllowList) -> list[_Address]:
         # record could be steered to the private one by making the public one fail.
         if found and not host_allowed and not _is_allowed(ip, allow):
             if target.host == str(ip):
-                raise BlockedURLError(f"Refused: {ip} is {_blocked_reason(ip)}.")
+                raise BlockedURLError(f"Refused: {ip} is {_blocked_reason(ip)}.{ALLOW_HINT}")
             # Never the address a name resolved to: any user could map internal names
             # through the server with it.
-            raise BlockedURLError(f"Refused: {target.host} resolves to {found[0]} address.")
+            raise BlockedURLError(
+                f"Refused: {target.host} resolves to {found[0]} address.{ALLOW_HINT}"
+            )
         address = _Address(family, sockaddr, ip)
         if address not in addresses:
             addresses.append(address)

@@ -10,47 +10,55 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+# The verdict's data is below the words: this module imports it, never the reverse.
+from .verdict import Band, BandCutoffs, DecidedBy
+
 if TYPE_CHECKING:
-    from .verdict import Band, BandCutoffs
+    from .verdict import Verdict
 
 __all__ = [
     "DecidedBy",
+    "cutoff_decimals",
+    "cutoff_percent",
     "headline",
     "instability_cause",
     "percent_in_band",
     "provenance_cause",
     "reasons_beyond_evidence",
+    "verdict_cause",
+    "verdict_headline",
 ]
 
 CAUSE_LIMIT = 160
 
 
-class DecidedBy(StrEnum):
-    """What set a verdict's band."""
-
-    PIXELS = "pixels"  # the calibrated pixel score, as it is
-    PROVENANCE = "provenance"  # strong AI evidence in the file raised the band to likely AI
-    INSTABILITY = "instability"  # a re-saved or resized copy fell in another band: uncertain
-
-    @property
-    def label(self) -> str:
-        return {
-            "pixels": "pixel score",
-            "provenance": "provenance in the file",
-            "instability": "unstable score",
-        }[self.value]
+def cutoff_decimals(cutoffs: BandCutoffs) -> int:
+    """The decimals (0-2) that show both cut-offs as percentages exactly: 0 for 0.20/0.80,
+    1 for 0.974 (97.4 %). Scores are shown at the same precision, so that a score below a
+    cut-off never reads as the cut-off itself (97 % beside "likely AI from 97 %")."""
+    for decimals in range(2):
+        if all(abs(round(c * 100, decimals) - c * 100) < 1e-9 for c in (cutoffs.human, cutoffs.ai)):
+            return decimals
+    return 2
 
 
-def percent_in_band(probability: float, cutoffs: BandCutoffs, decimals: int = 0) -> str:
+def cutoff_percent(value: float, cutoffs: BandCutoffs) -> str:
+    """A cut-off of `cutoffs` in percent, at their precision ("97.4", "20")."""
+    return f"{value * 100:.{cutoff_decimals(cutoffs)}f}"
+
+
+def percent_in_band(probability: float, cutoffs: BandCutoffs, decimals: int | None = None) -> str:
     """`probability` as a percentage that never lands across a band cut-off from it.
 
     Plain rounding shows 0.1998 as "20%", beside "likely human below 20%"; here it is 19%.
-    Shown between 1% and 99% (at `decimals` precision): a detector is never certain, and
-    "100%" would read as proof.
+    `decimals` defaults to the cut-offs' own precision (`cutoff_decimals`). Shown between
+    1% and 99% (0.1% and 99.9% at one decimal): a detector is never certain, and "100%"
+    would read as proof.
     """
+    if decimals is None:
+        decimals = cutoff_decimals(cutoffs)
     scale = 10**decimals
     value = probability * 100 * scale
     shown = round(value)
@@ -69,9 +77,16 @@ def headline(
     cause: str = "",
 ) -> str:
     """'AI-generated: 87% (likely AI)' when the pixels decided, else the band and why:
-    'Likely AI — the file's C2PA manifest declares ... (pixels alone: 34%)'."""
+    'Likely AI — the file's C2PA manifest declares ... (pixels alone: 34%)'.
+
+    The low band says what a low score means, no AI traces found: 'No sign of AI generation
+    found: 3%'. It does not say "made by a person": images from generators the model never
+    saw score low too (see weights/README.md, limits). The band's name stays likely_human.
+    """
     pixels = percent_in_band(probability, cutoffs)
     if DecidedBy(decided_by) is DecidedBy.PIXELS or not cause:
+        if Band(band) is Band.LIKELY_HUMAN:
+            return f"No sign of AI generation found: {pixels}%"
         return f"AI-generated: {pixels}% ({band.label})"
     if DecidedBy(decided_by) is DecidedBy.INSTABILITY:
         return f"{band.title} — {cause}"
@@ -130,3 +145,27 @@ def reasons_beyond_evidence(
 def _clip(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= CAUSE_LIMIT else text[: CAUSE_LIMIT - 1].rstrip() + "…"
+
+
+def verdict_cause(verdict: Verdict) -> str:
+    """Why the band is not the pixel band, in a clause; '' when the pixels decided."""
+    if verdict.decided_by is DecidedBy.PROVENANCE:
+        return provenance_cause([e.to_dict() for e in verdict.evidence])
+    if verdict.decided_by is DecidedBy.INSTABILITY:
+        own = verdict.cutoffs.band(verdict.ai_probability)
+        flipped = [
+            (n, p) for n, p in verdict.variant_probabilities if verdict.cutoffs.band(p) != own
+        ]
+        return instability_cause(verdict.ai_probability, flipped, verdict.cutoffs)
+    return ""
+
+
+def verdict_headline(verdict: Verdict) -> str:
+    """The headline of a `Verdict` (what `Verdict.summary()` returns)."""
+    return headline(
+        verdict.ai_probability,
+        verdict.band,
+        verdict.decided_by,
+        verdict.cutoffs,
+        verdict_cause(verdict),
+    )

@@ -29,6 +29,14 @@ class Heatmap:
     # The expert whose patches these are (the one that drives the score).
     expert: str = "trace"
 
+    @property
+    def scored_share(self) -> float:
+        """The share of the image's cells that were scored (0-1): a large image is scored on
+        at most `max_tiles` tiles, and the rest of the map stays grey, which is no "clean"."""
+        if self.probabilities.size == 0:
+            return 0.0
+        return float(np.mean(~np.isnan(self.probabilities)))
+
     def to_dict(self) -> dict:
         grid = [
             [None if np.isnan(v) else round(float(v), 4) for v in row] for row in self.probabilities
@@ -146,7 +154,8 @@ def render_heatmap_figure(
 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     caption_lines = _wrap(probe, caption, caption_font, FIGURE_WIDTH - 2 * PADDING)
-    label_h, bar_h, tick_h, line_h = 24, 16, 22, 26
+    # Two rows of tick labels: a cut-off close to an end (97.4 %) goes below "100%".
+    label_h, bar_h, tick_h, line_h = 24, 16, 44, 26
     top = PADDING + label_h
     bar_top = top + size[1] + PADDING
     caption_top = bar_top + bar_h + tick_h + PADDING
@@ -165,15 +174,47 @@ def render_heatmap_figure(
     gradient = np.repeat(_lut()[np.linspace(0, 255, panel).round().astype(int)][None], bar_h, 0)
     canvas.paste(Image.fromarray(gradient), (right, bar_top))
     draw.rectangle((right, bar_top, right + panel - 1, bar_top + bar_h - 1), outline="black")
-    for value in (0.0, cutoffs.human, cutoffs.ai, 1.0):
-        x = right + round(value * (panel - 1))
+    for text, x, x_text, row in tick_labels(
+        cutoffs, right, panel, lambda t: draw.textlength(t, font=label_font)
+    ):
+        y_text = bar_top + bar_h + 4 + row * 20
         draw.line((x, bar_top + bar_h, x, bar_top + bar_h + 4), fill="black")
-        text = f"{value:.0%}"
-        width = draw.textlength(text, font=label_font)
-        x_text = min(max(right, x - width / 2), right + panel - width)
-        draw.text((x_text, bar_top + bar_h + 4), text, fill="black", font=label_font)
+        draw.text((x_text, y_text), text, fill="black", font=label_font)
+    share = heatmap.scored_share
     legend = "AI probability per patch; grey: not scored"
-    draw.text((left, bar_top), legend, fill="black", font=label_font)
+    if share < 0.995:
+        legend += f" ({share:.0%} of the image scored)"
+    for i, line in enumerate(_wrap(probe, legend, label_font, panel)):
+        draw.text((left, bar_top + i * 20), line, fill="black", font=label_font)
     for i, line in enumerate(caption_lines):
         draw.text((left, caption_top + i * line_h), line, fill="black", font=caption_font)
     return canvas
+
+
+def tick_labels(
+    cutoffs: BandCutoffs, left: int, width: int, measure: Callable[[str], float]
+) -> list[tuple[str, int, float, int]]:
+    """(text, tick x, text x, row) of the colour scale's labels: 0%, 100% and the cut-offs at
+    their precision; a label that would overlap one already placed goes on the second row
+    (97.4% beside 100% used to print as "1097%")."""
+    from .headline import cutoff_percent
+
+    placed: list[tuple[str, int, float, int]] = []
+    taken: list[list[tuple[float, float]]] = [[], []]
+    for value in dict.fromkeys((0.0, 1.0, cutoffs.human, cutoffs.ai)):  # each value once
+        x = left + round(value * (width - 1))
+        text = f"{value:.0%}" if value in (0.0, 1.0) else f"{cutoff_percent(value, cutoffs)}%"
+        text_width = measure(text)
+        x_text = min(max(left, x - text_width / 2), left + width - text_width)
+        extent = (x_text - 4, x_text + text_width + 4)
+        row = next(
+            (
+                i
+                for i, used in enumerate(taken)
+                if all(extent[1] <= a or extent[0] >= b for a, b in used)
+            ),
+            len(taken) - 1,
+        )
+        taken[row].append(extent)
+        placed.append((text, x, x_text, row))
+    return placed

@@ -7,13 +7,27 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from .headline import DecidedBy, headline, instability_cause, provenance_cause
-
 __all__ = ["Band", "BandCutoffs", "DecidedBy", "ImageFacts", "Verdict"]
 
 if TYPE_CHECKING:
     from .heatmap import Heatmap
     from .provenance import Evidence
+
+
+class DecidedBy(StrEnum):
+    """What set a verdict's band."""
+
+    PIXELS = "pixels"  # the calibrated pixel score, as it is
+    PROVENANCE = "provenance"  # strong AI evidence in the file raised the band to likely AI
+    INSTABILITY = "instability"  # a re-saved or resized copy fell in another band: uncertain
+
+    @property
+    def label(self) -> str:
+        return {
+            "pixels": "pixel score",
+            "provenance": "provenance in the file",
+            "instability": "unstable score",
+        }[self.value]
 
 
 class Band(StrEnum):
@@ -108,18 +122,18 @@ class Verdict:
         AI)' when the pixels decided, else what did, e.g. 'Likely AI — the file's C2PA
         manifest declares AI-generated content, made with Adobe Firefly (pixels alone: 34%)'.
         """
-        return headline(self.ai_probability, self.band, self.decided_by, self.cutoffs, self.cause)
+        # The words are built on top of this data (detector_core.headline imports this
+        # module, never the reverse at import time).
+        from .headline import verdict_headline
+
+        return verdict_headline(self)
 
     @property
     def cause(self) -> str:
         """Why the band is not the pixel band, in a clause; '' when the pixels decided."""
-        if self.decided_by is DecidedBy.PROVENANCE:
-            return provenance_cause([e.to_dict() for e in self.evidence])
-        if self.decided_by is DecidedBy.INSTABILITY:
-            own = self.cutoffs.band(self.ai_probability)
-            flipped = [(n, p) for n, p in self.variant_probabilities if self.cutoffs.band(p) != own]
-            return instability_cause(self.ai_probability, flipped, self.cutoffs)
-        return ""
+        from .headline import verdict_cause
+
+        return verdict_cause(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the heatmap is included only when it was asked for."""

@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from detector_core.errors import FileTooLargeError, HumanmadeError, ImageError
-from detector_core.headline import DecidedBy, percent_in_band, reasons_beyond_evidence
+from detector_core.headline import DecidedBy, headline, reasons_beyond_evidence
 from detector_core.verdict import Band, BandCutoffs
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ class ScoringUnavailableError(HumanmadeError):
     """The scorer cannot answer right now (remote server down, refused the token, busy)."""
 
 
+_DECISION_LABELS = {"human_made": "human-made", "ai_generated": "AI-generated"}
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """What the bot needs from a verdict, whichever scorer produced it."""
@@ -66,13 +69,26 @@ class ScoreResult:
     # The engine's headline (`Verdict.summary()`), which says what decided the band.
     headline: str = ""
     decided_by: DecidedBy = DecidedBy.PIXELS
+    # A person's decision on this picture (remote mode: the server matched the same bytes or
+    # a near-duplicate that a reviewer decided): "human_made", "ai_generated" or "".
+    decision: str = ""
 
-    def summary(self) -> str:
+    @property
+    def confirmed_human(self) -> bool:
+        return self.decision == "human_made"
+
+    def model_summary(self) -> str:
         """The engine's headline; 'AI-generated: 87% (likely AI)' where none was given."""
         if self.headline:
             return self.headline
-        percent = percent_in_band(self.ai_probability, BandCutoffs())
-        return f"AI-generated: {percent}% ({self.band.label})"
+        return headline(self.ai_probability, self.band, DecidedBy.PIXELS, BandCutoffs())
+
+    def summary(self) -> str:
+        """A reviewer's decision first where there is one, then the model's headline."""
+        label = _DECISION_LABELS.get(self.decision)
+        if label is None:
+            return self.model_summary()
+        return f"Confirmed {label} by a reviewer (the model said: {self.model_summary()})"
 
     @classmethod
     def from_verdict(cls, verdict: Verdict) -> ScoreResult:
@@ -126,6 +142,8 @@ class ScoreResult:
         evidence = engine.get("evidence") if engine else result.get("evidence")
         evidence = evidence if isinstance(evidence, list) else ()
         headline = result.get("summary") if isinstance(result.get("summary"), str) else ""
+        decided = body.get("decision")
+        decision = decided.get("value") if isinstance(decided, Mapping) else ""
         lines = [
             f"[{e.get('strength', 'evidence')}] {e['summary']} ({e.get('where', '?')})"
             for e in evidence
@@ -142,6 +160,7 @@ class ScoreResult:
             needs_review=body.get("status") == "needs_review",
             headline=headline,
             decided_by=decided_by,
+            decision=decision if decision in _DECISION_LABELS else "",
         )
 
 
@@ -250,7 +269,8 @@ def _fetch_cap(detector: Detector) -> int:
 
 # --------------------------------------------------------------------------- remote mode
 
-_FINISHED = frozenset({"scored", "needs_review", "failed"})
+# "reviewed": the server hands back an earlier, decided detection of the same bytes.
+_FINISHED = frozenset({"scored", "needs_review", "reviewed", "stale", "failed"})
 
 
 class RemoteScorer:

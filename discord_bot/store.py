@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from detector_core.headline import cutoff_percent
 from detector_core.verdict import Band, BandCutoffs
 
 __all__ = ["ActionMode", "ConfigStore", "GuildConfig", "Scope"]
@@ -92,8 +93,10 @@ class GuildConfig:
             return f"AI probability at or above {round(self.threshold * 100)}%"
         cutoffs = cutoffs or BandCutoffs()
         if self.min_band is Band.LIKELY_AI:
-            return f"band 'likely AI' (about {round(cutoffs.ai * 100)}% and above)"
-        return f"band 'uncertain' or 'likely AI' (about {round(cutoffs.human * 100)}% and above)"
+            return f"band 'likely AI' ({cutoff_percent(cutoffs.ai, cutoffs)}% and above)"
+        return (
+            f"band 'uncertain' or 'likely AI' ({cutoff_percent(cutoffs.human, cutoffs)}% and above)"
+        )
 
 
 class ConfigStore:

@@ -88,7 +88,7 @@ def test_folder_json_reports_failure_record(capsys, tiny_weights, images):
     failure = next(r for r in records if "error" in r)
     assert failure == {
         "source": str(images / "notes.jpg"),
-        "error": "NotAnImageError",
+        "error": "not_an_image",  # the API's code for the same error
         "message": failure["message"],
     }
     assert failure["message"].startswith("The file is not an image")
@@ -372,3 +372,47 @@ def test_heatmap_file_name_for_several_images_is_a_usage_error(
     )
     assert code == 2 and out == "" and "give a folder instead" in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_info_prints_the_cutoffs_stored_with_the_weights_at_their_precision(tmp_path, capsys):
+    """One source of truth: the cut-offs come from the weights file, never from the docs."""
+    import torch
+
+    from detector_core.calibration import Calibration
+    from detector_core.cli import main
+    from detector_core.experts.trace import LocalTraceNet, ModelConfig
+    from detector_core.verdict import BandCutoffs
+    from detector_core.weights import save_weights
+
+    torch.manual_seed(0)
+    model = LocalTraceNet(ModelConfig(widths=(4, 8, 8), strides=(2, 2))).eval()
+    path = tmp_path / "w.safetensors"
+    cutoffs = BandCutoffs(0.15, 0.974)
+    save_weights(path, model, Calibration(1.0, 0.0), "cut-1", tile_size=64, cutoffs=cutoffs)
+    assert main(["info", "--weights", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "likely human below 15.0%, likely AI from 97.4%" in out
+
+
+def test_info_lists_every_expert_of_the_release(capsys):
+    from detector_core.cli import main
+
+    if main(["info"]) != 0:
+        pytest.skip("the release weights cannot be loaded here")
+    out = capsys.readouterr().out
+    if "experts:" not in out:
+        pytest.skip("the release in use has a single expert")
+    assert "  trace:" in out and "  clip:" in out and "CLIP ViT-B/16" in out
+
+
+def test_every_benchmark_option_has_help(capsys):
+    from detector_core.benchmark import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--weights", "--repeats", "--max-tiles", "--device", "--sizes", "--json"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(option))
+        after = line.strip()[len(option) :].split(maxsplit=1)
+        described = len(after) > 1 or not text.split(line, 1)[1].startswith("\n  --")
+        assert described, option

@@ -171,8 +171,69 @@ def test_empty_and_broken_submissions_are_clear(desk):
     client = _client(make_user("editor", "view_detection"))
     empty = _send(client)
     assert empty.status_code == 400 and "Choose image files" in empty.content.decode()
-    _send(client, [SimpleUploadedFile("x.zip", b"PK\x03\x04 but not really", "application/zip")])
-    batch = Batch.objects.get()
-    assert batch.detections.count() == 0
-    assert "ZIP archive cannot be read" in batch.refused[0]["reason"]
+    broken = _send(
+        client, [SimpleUploadedFile("x.zip", b"PK\x03\x04 but not really", "application/zip")]
+    )
+    assert broken.status_code == 400
+    assert "ZIP archive cannot be read" in broken.content.decode()
+    assert not Batch.objects.exists()  # no empty "0 of 0" batch in the history
     assert Detection.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_desk_csv_neutralises_cells_a_spreadsheet_would_run(desk):
+    user = make_user("viewer", "view_detection")
+    client = _client(user)
+    # (Django's upload handling keeps a file name's last path part and strips its spaces.)
+    names = ['=HYPERLINK("evil.example").png', "+1.png", "-2.png", "@cmd.png"]
+    files = [_upload(name, png(seed)) for seed, name in enumerate(names)]
+    response = _send(client, files)
+    batch = Batch.objects.get(pk=int(response.url.rstrip("/").split("/")[-1]))
+    body = client.get(reverse("cms_plugin_desk:export-csv", args=[batch.pk])).content.decode()
+    written = [row["name"] for row in csv.DictReader(io.StringIO(body))]
+    assert sorted(written) == sorted("'" + name for name in names)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t")) for cell in written)
+    # The JSON keeps the names as sent: it is data, not a spreadsheet.
+    exported = client.get(reverse("cms_plugin_desk:export-json", args=[batch.pk])).json()
+    assert sorted(d["name"] for d in exported["detections"]) == sorted(names)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_with_every_input_refused_leaves_no_empty_batch(desk):
+    client = _client(make_user("viewer", "view_detection"))
+    response = _send(client, [_upload("notes.png", b"not an image at all")], "ftp://x.org/a.png")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "every input was refused" in page
+    assert "notes.png" in page and "ftp://x.org/a.png" in page  # each with its reason
+    assert not Batch.objects.exists()
+    assert "None yet." in client.get(DESK).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused_inputs_are_rows_of_the_csv_too(desk):
+    client = _client(make_user("viewer", "view_detection"))
+    response = _send(client, [_upload("a.png", png(1)), _upload("bad.png", b"nope")])
+    batch = Batch.objects.get(pk=int(response.url.rstrip("/").split("/")[-1]))
+    body = client.get(reverse("cms_plugin_desk:export-csv", args=[batch.pk])).content.decode()
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(body))}
+    assert rows["bad.png"]["status"] == "refused" and rows["bad.png"]["error"]
+    assert rows["a.png"]["status"] != "refused"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reused_detections_report_leads_back_to_the_batch_it_was_opened_from(desk):
+    client = _client(make_user("viewer", "view_detection"))
+    first = Batch.objects.get(pk=int(_send(client, [_upload("a.png", png(3))]).url.split("/")[-2]))
+    again = Batch.objects.get(pk=int(_send(client, [_upload("b.png", png(3))]).url.split("/")[-2]))
+    detection = again.detections.get()
+    assert first.detections.get() == detection  # the same bytes: the same Detection, reused
+    table = client.get(reverse("cms_plugin_desk:batch", args=[again.pk])).content.decode()
+    link = reverse("cms_plugin_desk:report", args=[detection.pk]) + f"?batch={again.pk}"
+    assert link in table
+    report = client.get(link).content.decode()
+    assert f">Batch #{again.pk}</a>" in report and f">Batch #{first.pk}</a>" not in report
+    assert "b.png" in report
+    # Without ?batch=, the reader's own latest batch that holds it.
+    plain = client.get(reverse("cms_plugin_desk:report", args=[detection.pk])).content.decode()
+    assert f">Batch #{again.pk}</a>" in plain

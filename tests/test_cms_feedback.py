@@ -637,3 +637,14 @@ def test_rescore_with_an_unreachable_broker_is_a_clear_error(
     assert sent == [first.pk]
     second.refresh_from_db()
     assert second.model_version == "test-0"
+
+
+@pytest.mark.django_db
+def test_the_export_manifest_neutralises_spreadsheet_formulas(cms, run_commits, tmp_path):
+    reviewer = make_user("desk", "review_detection")
+    services.record_review(_scored(run_commits, seed=60), reviewer, "human_made")
+    formula = '=HYPERLINK("https://evil.example/","click")'
+    rows, _, _ = _export(tmp_path / "out", "--license", formula, "--source-group", "@SUM(1)")
+    assert rows[0]["license"] == "'" + formula
+    assert rows[0]["source_group"].startswith("'@SUM(1):")
+    assert rows[0]["file"].startswith("images/")  # ordinary cells are written as they are

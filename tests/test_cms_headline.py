@@ -86,7 +86,7 @@ def test_pixel_decision_and_band_colours_in_the_queue(cms, settings, tiny_weight
         ),
     ]
     # The stored headline is absent here (rows scored before headlines were stored).
-    assert rows[0].summary == "AI-generated: 19% (likely human)"
+    assert rows[0].summary == "No sign of AI generation found: 19%"
     listing = (
         _client(make_user("colours", "review_detection", staff=True))
         .get(reverse("admin:cms_plugin_detection_changelist"))

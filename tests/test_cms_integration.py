@@ -3,12 +3,15 @@ the REST API, and the result landing in the database; then new weights are deplo
 worker restarted on them) and `manage.py humanmade_rescore` queues the re-scoring for it.
 
 Needs Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, database `test`); override
-with HUMANMADE_TEST_REDIS_URL / HUMANMADE_TEST_DATABASE_URL. Skips where they are not
+with HUMANMADE_TEST_REDIS_URL / HUMANMADE_TEST_DATABASE_URL. Each test session uses a Redis
+database of its own and each stack its own queue names, so that no other Celery worker on
+the machine takes or restores their tasks. Skips where they are not
 reachable, except in CI (CI=true), where their absence fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -20,13 +23,48 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from conftest import IN_CI, encode, make_image
 
 REPO = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("HUMANMADE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_SERVER = os.environ.get("HUMANMADE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SESSION_KEY = "humanmade-test-session"
+
+
+def _session_redis_url(server: str) -> str:
+    """`server` with a Redis database of this test session's own (1-15, claimed with a key
+    that expires): another Celery worker on the machine (db 0, a developer's, another
+    session's) can then neither take nor restore this session's tasks. The database in
+    HUMANMADE_TEST_REDIS_URL is replaced; its host, port and password are kept."""
+    import atexit
+    import random
+
+    parts = urlsplit(server)
+    token = uuid.uuid4().hex
+    databases = list(range(1, 16))
+    random.shuffle(databases)
+    try:
+        import redis
+
+        for db in databases:
+            client = redis.Redis.from_url(urlunsplit(parts._replace(path=f"/{db}")))
+            if client.set(SESSION_KEY, token, nx=True, ex=4 * 3600):
+
+                def release(client=client) -> None:
+                    with contextlib.suppress(Exception):
+                        if client.get(SESSION_KEY) == token.encode():
+                            client.flushdb()  # the session's leftover queues go too
+
+                atexit.register(release)
+                return urlunsplit(parts._replace(path=f"/{db}"))
+    except Exception:  # no Redis (the tests skip), no redis-py: any database will do
+        pass
+    return urlunsplit(parts._replace(path=f"/{databases[0]}"))
+
+
+REDIS_URL = _session_redis_url(REDIS_SERVER)
 DATABASE_URL = os.environ.get(
     "HUMANMADE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
 )

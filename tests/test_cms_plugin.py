@@ -374,11 +374,12 @@ def test_api_review_needs_the_permission_and_records_who(cms, run_commits):
     response = _api(reviewer).post(url, decision, "application/json")
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["decision"], body["reviewer"]) == (
+    assert (body["status"], body["decision"]["value"], body["reviewer"]) == (
         "reviewed",
         "human_made",
         "reviewer",
     )
+    assert (body["decision"]["match"], body["decision"]["by"]) == ("this_image", "reviewer")
     assert body["reviewed_at"]
     review = Review.objects.get()
     assert (review.reviewer, review.note) == (reviewer, "the artist's sketches exist")

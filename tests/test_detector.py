@@ -72,9 +72,9 @@ def test_verdict_is_immutable_and_json_ready(detector, png_bytes):
         (0.80, Band.LIKELY_AI, "AI-generated: 80% (likely AI)"),
         (0.5, Band.UNCERTAIN, "AI-generated: 50% (uncertain)"),
         (0.2, Band.UNCERTAIN, "AI-generated: 20% (uncertain)"),
-        (0.03, Band.LIKELY_HUMAN, "AI-generated: 3% (likely human)"),
+        (0.03, Band.LIKELY_HUMAN, "No sign of AI generation found: 3%"),
         (0.998, Band.LIKELY_AI, "AI-generated: 99% (likely AI)"),
-        (0.001, Band.LIKELY_HUMAN, "AI-generated: 1% (likely human)"),
+        (0.001, Band.LIKELY_HUMAN, "No sign of AI generation found: 1%"),
     ],
 )
 def test_bands_and_summary(p, band, text):
@@ -84,6 +84,52 @@ def test_bands_and_summary(p, band, text):
 
     facts = ImageFacts(1, 1, "PNG", "0" * 64, 1)
     assert Verdict(p, cutoffs.band(p), "v", facts, 1.0, 1).summary() == text
+
+
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        # The release's cut-off 0.974 is shown as 97.4 %, and scores beside it at 0.1 %.
+        (0.9712, "AI-generated: 97.1% (uncertain)"),
+        (0.97399, "AI-generated: 97.3% (uncertain)"),
+        (0.974, "AI-generated: 97.4% (likely AI)"),
+        (0.9999, "AI-generated: 99.9% (likely AI)"),
+        (0.05, "No sign of AI generation found: 5.0%"),
+    ],
+)
+def test_scores_are_shown_at_the_precision_that_separates_them_from_the_cutoffs(p, text):
+    from detector_core.headline import cutoff_percent
+    from detector_core.verdict import ImageFacts
+
+    cutoffs = BandCutoffs(human=0.2, ai=0.974)
+    facts = ImageFacts(1, 1, "PNG", "0" * 64, 1)
+    verdict = Verdict(p, cutoffs.band(p), "v", facts, 1.0, 1, cutoffs=cutoffs)
+    assert verdict.summary() == text
+    assert (cutoff_percent(cutoffs.ai, cutoffs), cutoff_percent(cutoffs.human, cutoffs)) == (
+        "97.4",
+        "20.0",
+    )
+    assert cutoff_percent(0.8, BandCutoffs()) == "80"
+
+
+def test_the_words_sit_on_top_of_the_verdicts_data():
+    """verdict.py (data) imports neither the headline's words nor provenance at import time;
+    headline.py and provenance/combine.py import it."""
+    import ast
+    import importlib
+    import inspect
+
+    def top_level_imports(name: str) -> set[str]:
+        tree = ast.parse(inspect.getsource(importlib.import_module(name)))
+        found = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom):
+                found.add(("." * node.level) + (node.module or ""))
+        return found
+
+    assert not {".headline", ".provenance"} & top_level_imports("detector_core.verdict")
+    assert ".verdict" in top_level_imports("detector_core.headline")
+    assert "detector_core.verdict" in top_level_imports("detector_core.provenance.combine")
 
 
 def test_band_cutoffs_are_configurable_and_validated(tiny_weights, png_bytes):

@@ -346,6 +346,24 @@ async def test_react_mode_marks_the_ai_image_and_leaves_the_human_one(make_harne
     assert h.model.calls == 2
 
 
+class ConfirmedHumanModel(FakeModel):
+    """The scoring server says a reviewer confirmed every picture human-made."""
+
+    def _result(self, probability: float) -> ScoreResult:
+        return ScoreResult(
+            probability, BandCutoffs().band(probability), "fake-1", decision="human_made"
+        )
+
+
+@pytest.mark.asyncio
+async def test_a_picture_a_reviewer_confirmed_human_made_is_never_acted_on(make_harness):
+    h = await make_harness(ConfirmedHumanModel())
+    h.configure(action=ActionMode.REPLY)
+    message = await h.post("my painting", files=[(AI_PNG, "a.png")])
+    assert h.model.calls == 1  # it was scored: the score said likely AI ...
+    assert drain() == [] and reactions(message) == []  # ... but a person decided
+
+
 @pytest.mark.asyncio
 async def test_reply_mode_replies_with_the_summary_and_says_it_is_advisory(make_harness):
     h = await make_harness()
@@ -547,7 +565,7 @@ async def test_check_attachment_answers_ephemerally(make_harness):
     assert inter.all_ephemeral and not inter.response.deferred
     inter = h.interaction()
     await h.check(inter, image=h.attachment(HUMAN_PNG, "h.png"))
-    assert "AI-generated: 4% (likely human)" in inter.answers[0]
+    assert "No sign of AI generation found: 4%" in inter.answers[0]
 
 
 @pytest.mark.asyncio
@@ -628,7 +646,7 @@ async def test_check_image_context_menu(make_harness):
     await h.check_cog.menu.callback(inter, message)
     (answer,) = inter.answers
     assert "**AI-generated: 93% (likely AI)** — ai.png" in answer
-    assert "**AI-generated: 4% (likely human)** — human.png" in answer
+    assert "**No sign of AI generation found: 4%** — human.png" in answer
     empty = back.make_message("no pictures", h.member, h.channel)
     inter = h.interaction()
     await h.check_cog.menu.callback(inter, empty)

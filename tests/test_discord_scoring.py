@@ -129,6 +129,31 @@ async def test_remote_url_and_needs_review(api):
 
 
 @pytest.mark.asyncio
+async def test_a_reviewers_decision_on_the_server_comes_first_in_the_bots_words(api):
+    from discord_bot.utils.formatting import check_answer
+
+    # The server handed back a decided detection (the same picture was confirmed before).
+    api.final = {
+        **api.final,
+        "status": "reviewed",
+        "ai_probability": 0.91,
+        "summary": "AI-generated: 91% (likely AI)",
+        "decision": {"value": "human_made", "match": "near_duplicate", "distance": 2},
+    }
+    scorer = remote(api)
+    try:
+        result = await scorer.score_bytes(PNG)
+    finally:
+        await scorer.close()
+    assert result.decision == "human_made" and result.confirmed_human
+    answer = check_answer([("photo.jpg", result)])
+    assert answer.startswith("**Confirmed human-made by a reviewer")
+    assert answer.index("Confirmed human-made") < answer.index("AI-generated: 91%")
+    undecided = ScoreResult.from_api({**api.final, "decision": None})
+    assert undecided.decision == "" and undecided.summary() == "AI-generated: 91% (likely AI)"
+
+
+@pytest.mark.asyncio
 async def test_remote_failures_become_messages_for_people(api):
     api.final = {"status": "failed", "error": "The file is not an image (it looks like text)."}
     scorer = remote(api)

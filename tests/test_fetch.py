@@ -5,6 +5,7 @@ leaves the loopback interface (anything that would is intercepted at `fetch._con
 
 from __future__ import annotations
 
+import ipaddress
 import pickle
 import socket
 import threading
@@ -26,7 +27,7 @@ from detector_core.errors import (
     InvalidURLError,
     TooManyRedirectsError,
 )
-from detector_core.fetch import FetchedBytes, FetchPolicy, fetch_url
+from detector_core.fetch import ALLOW_HINT, FetchedBytes, FetchPolicy, fetch_url
 
 PAYLOAD = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # image-ish, 10 248 bytes
 LOCAL = frozenset({"127.0.0.1"})
@@ -292,7 +293,10 @@ def test_refusal_message_names_host_address_and_kind(monkeypatch: pytest.MonkeyP
     with pytest.raises(BlockedURLError) as info:
         fetch_url("http://example.internal/cat.png")
     # The address itself is never shown: users must not resolve internal names through us.
-    assert str(info.value) == "Refused: example.internal resolves to a private address."
+    assert str(info.value) == (
+        "Refused: example.internal resolves to a private address." + ALLOW_HINT
+    )
+    assert "--allow-host" in str(info.value)
 
 
 @pytest.mark.usefixtures("no_connect")
@@ -317,7 +321,39 @@ def test_refuses_when_any_resolved_address_is_private(monkeypatch: pytest.Monkey
 def test_refusal_messages_are_readable(host: str, message: str):
     with pytest.raises(BlockedURLError) as info:
         fetch_url(f"http://{host}/")
-    assert str(info.value).endswith(message)
+    assert str(info.value).endswith(message + ALLOW_HINT)
+
+
+@pytest.mark.parametrize(
+    ("entry", "url_host"),
+    [("127.0.0.1:8765", "127.0.0.1"), ("[::1]:8765", "[::1]"), ("LocalHost:8080", "localhost")],
+)
+def test_allow_hosts_takes_a_host_with_its_port(entry: str, url_host: str):
+    from detector_core.fetch import _parse_allow_hosts
+
+    allowed = _parse_allow_hosts([entry])
+    host = url_host.strip("[]")
+    assert host in allowed.names or any(
+        ipaddress.ip_address(host) in network for network in allowed.networks
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (socket.EAI_NONAME, "does not exist (no such name in DNS)"),
+        (socket.EAI_AGAIN, "did not answer"),
+    ],
+)
+def test_a_dns_failure_is_said_in_words(monkeypatch: pytest.MonkeyPatch, code: int, words: str):
+    def fail(*args, **kwargs):
+        raise socket.gaierror(code, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    with pytest.raises(FetchError) as info:
+        fetch_url("http://no-such-host.example/cat.png")
+    assert words in str(info.value)
+    assert "Errno" not in str(info.value) and "Name or service" not in str(info.value)
 
 
 @pytest.mark.usefixtures("no_connect")
@@ -331,7 +367,7 @@ def test_a_name_resolving_to_a_special_range_is_refused_without_naming_it(
     fake_dns(monkeypatch, [address])
     with pytest.raises(BlockedURLError) as info:
         fetch_url("http://images.example/cat.png")
-    assert str(info.value) == f"Refused: images.example resolves to a {kind} address."
+    assert str(info.value) == f"Refused: images.example resolves to a {kind} address." + ALLOW_HINT
 
 
 def test_the_special_purpose_list_covers_what_is_global_misses():
@@ -634,7 +670,7 @@ def test_unresolvable_host_is_a_fetch_error(monkeypatch: pytest.MonkeyPatch):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", fail)
-    with pytest.raises(FetchError, match="Could not resolve nowhere.example"):
+    with pytest.raises(FetchError, match="The host nowhere.example does not exist"):
         fetch_url("http://nowhere.example/")
 
 

@@ -147,3 +147,25 @@ def test_heatmap_colour_scale_is_perceptually_ordered_and_labelled():
     caption_rows = pixels[-70:]
     assert (caption_rows < 128).any()
     assert (pixels[:, -6:] > 250).all()  # nothing drawn past the right margin
+
+
+def test_the_colour_scale_labels_never_overlap_and_say_what_share_was_scored():
+    from detector_core.heatmap import tick_labels
+    from detector_core.verdict import BandCutoffs
+
+    release = BandCutoffs(human=0.2, ai=0.974)
+    labels = tick_labels(release, 400, 382, lambda text: 9.0 * len(text))
+    assert [text for text, *_ in labels] == ["0%", "100%", "20.0%", "97.4%"]
+    for row in (0, 1):
+        spans = sorted((x, x + 9.0 * len(t)) for t, _, x, r in labels if r == row)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    rows = {text: row for text, _, _, row in labels}
+    assert rows["100%"] != rows["97.4%"]
+    assert {row for *_, row in tick_labels(BandCutoffs(), 400, 382, lambda t: 9.0 * len(t))} == {0}
+    ends = tick_labels(BandCutoffs(0.0, 1.0), 400, 382, lambda t: 9.0 * len(t))
+    assert [text for text, *_ in ends] == ["0%", "100%"]  # a cut-off at an end: drawn once
+
+    hm = _known_map()  # its last row is unscored
+    assert hm.scored_share == pytest.approx(1 - 1 / hm.probabilities.shape[0])
+    figure = render_heatmap_figure(Image.new("RGB", (64, 48), "white"), hm, "caption", release)
+    assert figure.width == FIGURE_WIDTH

@@ -8,7 +8,6 @@ away (a 500 otherwise) all leave in that shape; `code` is stable, `message` is f
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
@@ -20,16 +19,14 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from detector_core.errors import error_code
+
+__all__ = ["api_error", "api_exception_handler", "error_code", "first_message"]
+
 logger = logging.getLogger("cms_plugin")
 
 # DRF's own codes ("not_found", "throttled", ...), except that bad input is one code.
 _CODES = {"invalid": "bad_request", "parse_error": "bad_request"}
-
-
-def error_code(exc: Exception) -> str:
-    """NotAnImageError -> 'not_an_image'."""
-    name = type(exc).__name__.removesuffix("Error") or "error"
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def api_error(

@@ -20,6 +20,17 @@ class DetectionSerializer(serializers.ModelSerializer):
         help_text="Each expert's own probability of AI (e.g. trace, clip), before fusion."
     )
     advisory = serializers.SerializerMethodField()
+    decision = serializers.SerializerMethodField(
+        help_text=(
+            "A person's decision that applies to this image, null if none: its own, or that "
+            "of the same bytes or a near-duplicate (resized, re-compressed, cropped, "
+            "converted) that a reviewer decided. `value` (human_made / ai_generated), `label`, "
+            "`by` (the reviewer, or null), `at`, `detection` (the decided one; null where it "
+            "is not yours to see), `match` (this_image, same_bytes, near_duplicate), "
+            "`distance` (bits of the 64-bit perceptual hash that differ) and `conflicting` "
+            "(another copy was decided the other way). It comes before the model's score."
+        )
+    )
 
     class Meta:
         model = Detection
@@ -67,6 +78,28 @@ class DetectionSerializer(serializers.ModelSerializer):
             and (request is None or not is_reviewer(request.user))
         ):
             data["evidence"] = {k: v for k, v in evidence.items() if k != "deduplicated_from"}
+        return data
+
+    def get_decision(self, obj: Detection) -> dict | None:
+        from ..matching import Match, decision_for, sees_all
+
+        decisions = self.context.get("decisions")
+        found = decisions.get(obj.pk) if decisions is not None else decision_for(obj)
+        if found is None:
+            return None
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        # The matching already kept to what the submitter may see; a viewer who is neither
+        # staff nor the submitter learns that a reviewer decided, not whose upload it was.
+        visible = (
+            request is None
+            or found.match == Match.THIS_IMAGE
+            or sees_all(user)
+            or (user is not None and obj.submitted_by_id == user.pk)
+        )
+        data = found.to_dict(name_reviewer=visible)
+        if not visible:
+            data["detection"] = None
         return data
 
     def get_experts(self, obj: Detection) -> dict[str, float]:

@@ -112,6 +112,17 @@ class DetectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                 queryset = queryset.filter(**{lookup: _parse_when(name, params[name], end)})
         return queryset
 
+    def get_serializer(self, *args, **kwargs):
+        # A page of detections looks up the decisions that apply to them in one query.
+        if self.action == "list" and args and not isinstance(args[0], Detection):
+            from ..matching import decisions_for
+
+            rows = list(args[0])
+            kwargs.setdefault("context", self.get_serializer_context())
+            kwargs["context"]["decisions"] = decisions_for(rows)
+            args = (rows, *args[1:])
+        return super().get_serializer(*args, **kwargs)
+
     @extend_schema(
         request=SubmitSerializer,
         responses={202: DetectionSerializer},

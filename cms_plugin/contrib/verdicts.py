@@ -8,6 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Model, QuerySet
 
 from ..admin import ADVISORY
+from ..matching import Match, decision_for
 from ..models import Detection
 
 
@@ -42,11 +43,13 @@ def badge(detection: Detection | None) -> dict[str, Any]:
     if detection is None:
         return {"text": "", "tone": ""}
     status = Detection.Status
-    if detection.status == status.REVIEWED:
-        return {
-            "text": f"confirmed {detection.get_decision_display()}",
-            "tone": "ai" if detection.decision == Detection.Decision.AI_GENERATED else "human",
-        }
+    decided = decision_for(detection)
+    if decided is not None:
+        # A person's decision on this image, or on the same picture sent before, comes first.
+        text = f"confirmed {decided.label}"
+        if decided.match != Match.THIS_IMAGE:
+            text += " (same picture decided before)"
+        return {"text": text, "tone": decided.tone, "title": decided.how}
     if detection.status in (status.PENDING, status.SCORING):
         return {"text": "being checked", "tone": "pending"}
     if detection.status == status.FAILED:
@@ -54,7 +57,7 @@ def badge(detection: Detection | None) -> dict[str, Any]:
     if detection.probability is None:
         return {"text": detection.get_status_display(), "tone": "pending"}
     tone = {"likely_ai": "ai", "likely_human": "human"}.get(detection.band, "uncertain")
-    text = f"{detection.get_band_display()} {round(detection.probability * 100)}%"
+    text = f"{detection.get_band_display()} {detection.percent}%"
     if detection.status == status.NEEDS_REVIEW:
         text += " · needs review"
     return {"text": text, "tone": tone}
@@ -63,9 +66,12 @@ def badge(detection: Detection | None) -> dict[str, Any]:
 def panel_context(detection: Detection | None) -> dict[str, Any]:
     """The verdict panel: verdict, reasons, provenance evidence, heatmap, decision."""
     evidence = (detection.evidence or {}) if detection is not None else {}
+    decided = decision_for(detection) if detection is not None else None
     return {
         "detection": detection,
         "badge": badge(detection),
+        # Another image's decision (this image's own is shown with the review history).
+        "matched_decision": decided if decided and decided.match != Match.THIS_IMAGE else None,
         "advisory": ADVISORY,
         "reasons": evidence.get("reasons", []),
         "evidence_items": evidence.get("evidence", []),

@@ -17,9 +17,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from detector_core.csv_safe import safe_row
+
 from ..api.views import REFUSED_ATTR
 from ..conf import humanmade_settings
 from ..images import image_response, stored_thumbnail
+from ..matching import MatchedDecision, decision_for, decisions_for
 from ..models import REVIEW_PERMISSION, Batch, Detection
 from ..presentation import verdict_view
 from .submissions import submit_batch
@@ -29,6 +32,13 @@ HISTORY_LENGTH = 20
 EXPORT_COLUMNS = (
     "id",
     "name",
+    # A person's decision first (this image's, or a matched copy's), then the model's score.
+    "decision",
+    "decision_by",
+    "decision_at",
+    "decision_match",
+    "decision_distance",
+    "decided_detection",
     "status",
     "headline",
     "band",
@@ -61,13 +71,16 @@ def desk_view(view: Any) -> Any:
     return wrapped
 
 
-def _row(batch: Batch, detection: Detection, request: HttpRequest) -> dict[str, Any]:
+def _row(
+    batch: Batch, detection: Detection, request: HttpRequest, decision: MatchedDecision | None
+) -> dict[str, Any]:
     data = detection.evidence or {}
     view = verdict_view(data, detection.summary) if detection.probability is not None else None
     return {
         "detection": detection,
         "name": batch.names.get(str(detection.pk), detection.source_label()),
         "view": view,
+        "decision": decision,
         "report_url": request.build_absolute_uri(
             reverse("cms_plugin_desk:report", args=[detection.pk])
         ),
@@ -75,8 +88,9 @@ def _row(batch: Batch, detection: Detection, request: HttpRequest) -> dict[str, 
 
 
 def _rows(batch: Batch, request: HttpRequest) -> list[dict[str, Any]]:
-    detections = batch.detections.order_by("pk")
-    return [_row(batch, d, request) for d in detections]
+    detections = list(batch.detections.select_related("reviewer").order_by("pk"))
+    decisions = decisions_for(detections)
+    return [_row(batch, d, request, decisions.get(d.pk)) for d in detections]
 
 
 def _progress(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -104,6 +118,12 @@ def index(request: HttpRequest) -> HttpResponse:
         if dropped:
             batch.refused = [*batch.refused, {"name": "an uploaded file", "reason": dropped}]
             batch.save(update_fields=["refused"])
+        if not batch.detections.exists():
+            # Nothing could be queued: say why here, and leave no empty "0 of 0" batch behind.
+            context["refused"] = batch.refused
+            context["error"] = "Nothing could be checked: every input was refused."
+            batch.delete()
+            return render(request, "cms_plugin/desk/index.html", context, status=400)
         return redirect("cms_plugin_desk:batch", pk=batch.pk)
     return render(request, "cms_plugin/desk/index.html", context)
 
@@ -133,10 +153,12 @@ def _export_records(batch: Batch, request: HttpRequest) -> list[dict[str, Any]]:
     for row in _rows(batch, request):
         d, view = row["detection"], row["view"]
         strong = [e for e in (view.evidence if view else []) if e.get("strength") == "strong_ai"]
+        decision = row["decision"]
         records.append(
             {
                 "id": d.pk,
                 "name": row["name"],
+                "decision": decision.to_dict() if decision else None,
                 "status": d.status,
                 "headline": d.summary,
                 "band": d.band,
@@ -169,8 +191,33 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
         writer.writeheader()
+        for refused in batch.refused:
+            # What was refused is part of the batch too: the export must not lose it.
+            writer.writerow(
+                safe_row(
+                    {
+                        "name": refused.get("name", ""),
+                        "status": "refused",
+                        "error": refused.get("reason", ""),
+                    }
+                )
+            )
         for record in records:
-            writer.writerow({**record, "strong_evidence": " | ".join(record["strong_evidence"])})
+            decision = record["decision"] or {}
+            writer.writerow(
+                safe_row(
+                    {
+                        **record,
+                        "decision": decision.get("value", ""),
+                        "decision_by": decision.get("by") or ("a reviewer" if decision else ""),
+                        "decision_at": decision.get("at") or "",
+                        "decision_match": decision.get("match", ""),
+                        "decision_distance": decision.get("distance", ""),
+                        "decided_detection": decision.get("detection", ""),
+                        "strong_evidence": " | ".join(record["strong_evidence"]),
+                    }
+                )
+            )
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
@@ -180,7 +227,15 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
 @require_GET
 def report(request: HttpRequest, pk: int) -> HttpResponse:
     detection = get_object_or_404(Detection, pk=pk)
-    batch = detection.batches.order_by("pk").first()
+    # A Detection reused by a later batch (the same bytes sent again) belongs to several:
+    # the breadcrumb goes back to the batch the reader came from (?batch=), else to their
+    # own latest batch that holds it, else to the first.
+    batches = detection.batches.all()
+    batch = (
+        batches.filter(pk=_int(request.GET.get("batch"))).first()
+        or batches.filter(created_by=request.user).order_by("-pk").first()
+        or batches.order_by("pk").first()
+    )
     name = batch.names.get(str(pk)) if batch else None
     view = (
         verdict_view(detection.evidence or {}, detection.summary)
@@ -190,12 +245,20 @@ def report(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "detection": detection,
         "view": view,
+        "decision": decision_for(detection),
         "file_name": name or detection.source_label(),
         "batch": batch,
         "thumbnail_url": reverse("cms_plugin_desk:thumbnail", args=[pk]),
         "heatmap_url": reverse("cms_plugin_desk:heatmap", args=[pk]) if detection.heatmap else "",
     }
     return render(request, "cms_plugin/desk/report.html", context)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
 
 
 @desk_view

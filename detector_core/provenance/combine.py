@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+
+from detector_core.headline import percent_in_band
+from detector_core.verdict import Band, BandCutoffs
 
 from .evidence import Evidence, Strength
-
-if TYPE_CHECKING:  # imported at call time, so that verdict.py may import this package
-    from detector_core.verdict import Band, BandCutoffs
 
 __all__ = ["combine"]
 
@@ -40,9 +39,6 @@ def combine(
     `cutoffs` (default 0.20/0.80) keep the pixel percentage quoted in a reason on the same
     side of a cut-off as the probability.
     """
-    from detector_core.headline import percent_in_band
-    from detector_core.verdict import Band, BandCutoffs
-
     probability = float(pixel_probability)
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
         raise ValueError(f"pixel_probability must lie in [0, 1], got {pixel_probability!r}")

@@ -67,6 +67,9 @@ class Scan(commands.Cog):
                 )
                 continue
             log.debug("guild %s: message %s: %s", guild.id, message.id, result.summary())
+            if result.confirmed_human:
+                # A reviewer confirmed this picture human-made: the score must not overrule it.
+                continue
             if config.should_act(result.ai_probability, result.band):
                 flagged.append((ref.label, result))
                 if data:

@@ -15,6 +15,7 @@ from detector_core.errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
+from detector_core.headline import cutoff_percent
 from detector_core.verdict import BandCutoffs
 from discord_bot.scoring import ScoreResult, ScoringUnavailableError
 from discord_bot.store import GuildConfig
@@ -130,7 +131,7 @@ def config_text(config: GuildConfig, guild: discord.Guild | None) -> str:
 
 def about_text(model_version: str | None, cutoffs: BandCutoffs | None = None) -> str:
     cutoffs = cutoffs or BandCutoffs()
-    human, ai = round(cutoffs.human * 100), round(cutoffs.ai * 100)
+    human, ai = cutoff_percent(cutoffs.human, cutoffs), cutoff_percent(cutoffs.ai, cutoffs)
     return "\n".join(
         [
             "**humanmade** estimates how likely an image is to be AI-generated.",

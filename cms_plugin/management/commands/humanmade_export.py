@@ -28,6 +28,7 @@ from django.utils.dateparse import parse_date
 from cms_plugin import services
 from cms_plugin.conf import humanmade_settings
 from cms_plugin.export import REVIEWER, Candidate, ExportRefused, plan_export
+from detector_core.csv_safe import safe_row
 
 MANIFEST_COLUMNS = (
     "file",
@@ -262,7 +263,7 @@ def _write_manifest(target: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(safe_row(row) for row in rows)
     _replace_atomically(target, buffer.getvalue().encode("utf-8"))
 
 
