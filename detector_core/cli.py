@@ -687,7 +687,7 @@ def _model_info(path: Path) -> dict[str, Any]:
             }
             for e in loaded.fusion.experts
         ]
-        if not loaded.single_expert
+        if loaded.fusion.names != ("trace",)
         else [],
         "clip_max_crops": loaded.clip.max_crops if loaded.clip else None,
         "cutoffs": {"human": loaded.cutoffs.human, "ai": loaded.cutoffs.ai},
@@ -743,7 +743,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"sha256:       {info['sha256']} ({check})",
         f"model card:   {info['model_card'] or 'none found beside the weights'}",
     ]
-    trace = f"{info['architecture']}, {info['parameters']:,} parameters"
+    trace = f"{info['architecture']}, {info['parameters'] or 0:,} parameters"
     if info["experts"]:
         weights = {e["name"]: e["weight"] for e in info["experts"]}
         lines.append(
@@ -754,14 +754,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if "trace" in weights:
             lines.append(f"  trace:      local-trace network, {trace}")
         if "clip" in weights:
+            blocks = info["clip_blocks"] or []
+            read = "every block" if len(blocks) == 12 else "block " + ", ".join(map(str, blocks))
             lines.append(
-                "  clip:       CLIP ViT-B/16 image tower (int8 ONNX) and a linear head, on at "
-                f"most {info['clip_max_crops']} native 224 px crops"
+                "  clip:       CLIP ViT-B/16 image tower (int8 ONNX) and a linear head on the "
+                f"tokens of {read}, on at most {info['clip_max_crops']} native 224 px crops"
             )
     else:
         lines.append(f"architecture: {trace}")
+    if info["tile_size"]:
+        lines.append(f"tile size:    {info['tile_size']} px")
     lines += [
-        f"tile size:    {info['tile_size']} px",
         f"calibration:  temperature {cal['temperature']:.4f}, bias {cal['bias']:+.4f}"
         + (f" (fitted on {info['calibrated_on']})" if info["calibrated_on"] else ""),
     ]

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "HUMANMADE_WEIGHTS"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# The fused release; `humanmade.safetensors` (v0.1.0) stays for comparison and is its trace expert.
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "humanmade-0.2.0.safetensors"
+# v0.3.0 (the CLIP expert alone); v0.2.0 and v0.1.0 stay beside it for comparison.
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "humanmade-0.3.0.safetensors"
 MODEL_CARD_NAME = "README.md"
 FORMAT_TAG = "humanmade-weights/1"
 CLIP_PREFIX = "clip."

@@ -12,12 +12,13 @@ from detector_core.training.evaluate import evaluate
 
 pytestmark = needs_shared()
 
-# v0.2.0 (CLIP + trace, fused) as shipped: AUC 0.927, 0.7 % of human and 28 % of AI val
-# images in likely_ai (the model card). The gates leave room for run-to-run noise only.
-MIN_VAL_AUC = 0.90
+# v0.3.0 (the CLIP expert on every block) as shipped, on the revised val split (930 images):
+# AUC 0.962, no human and 28 % of AI images in likely_ai (the model card; v0.2.0 on the same
+# split: AUC 0.930, 0.6 % and 26 %). The gates leave room for run-to-run noise only.
+MIN_VAL_AUC = 0.94
 # The product's promise: at most 1 % of human images in the likely_ai band.
 MAX_HUMAN_LIKELY_AI = 0.01
-MIN_AI_LIKELY_AI = 0.20
+MIN_AI_LIKELY_AI = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,9 @@ def test_released_weights_catch_a_share_of_ai_images_on_val(val_report):
 
 
 def test_released_weights_leave_reserved_sources_out(val_report):
-    # stellarium-data and gimp-help-en rows of the val split are for independent checks.
-    assert val_report["n_images"] == 737
+    # The revised val split (2026-12-06) holds no reserved source any more: all 930 images
+    # are usable; a reserved row or sealed-set original coming back would change the count.
+    assert val_report["n_images"] == 930
 
 
 def test_released_weights_are_calibrated_on_val(val_report):
