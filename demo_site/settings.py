@@ -181,8 +181,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis hands an unacknowledged task to another worker after this many seconds: longer than
 # the task time limit plus the longest retry back-off (180 + 600 s), far below the 1 h default.
+# kombu (5.7) looks for such tasks every 10 s but, by default, scans only every 10th time:
+# a throttle of 1 scans each time (one cheap Redis query), so a dead worker's task comes
+# back within 10 s of its timeout rather than 100 s.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("HUMANMADE_CELERY_VISIBILITY_TIMEOUT") or 900)
+    "visibility_timeout": int(os.environ.get("HUMANMADE_CELERY_VISIBILITY_TIMEOUT") or 900),
+    "unacked_restore_throttle": 1,
 }
 # Celery beat (`celery -A demo_site beat`) runs the sweeper; `manage.py humanmade_sweep` from
 # cron does the same.

@@ -11,6 +11,7 @@ Only numpy, Pillow and PyAV are imported here (no torch), so it starts quickly.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -144,8 +145,11 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
             raise CorruptVideoError("The video track declares no picture size; it is damaged.")
         if width * height > limits["max_pixels"]:
             raise VideoResolutionError(_resolution_message(width, height, limits))
-        stream.codec_context.thread_type = "AUTO"
-        stream.codec_context.thread_count = 2
+        # One decoding thread: under the child's address-space limit every extra thread's
+        # stack counts, and a thread FFmpeg cannot start fails the decode (EAGAIN) as if the
+        # file were damaged. Only keyframes are decoded as a rule, so little speed is lost.
+        stream.codec_context.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         duration = _duration(container, stream)
         rate = float(stream.average_rate) if stream.average_rate else None
         frame_count = stream.frames or (round(duration * rate) if duration and rate else None)
@@ -474,6 +478,10 @@ def main() -> int:
         sys.stderr.write("MemoryError\n")
         return MEMORY_EXIT
     except Exception as exc:  # FFmpeg and Pillow fail in many shapes on damaged data
+        if _is_ffmpeg_error(exc) and getattr(exc, "errno", None) in (errno.EAGAIN, errno.ENOMEM):
+            # FFmpeg could not get memory or a thread under the limit: not the file's fault.
+            sys.stderr.write("MemoryError\n")
+            return MEMORY_EXIT
         if _is_ffmpeg_error(exc):
             reply = {
                 "ok": False,

@@ -11,6 +11,7 @@ reachable, except in CI (CI=true), where their absence fails.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -38,7 +39,6 @@ def _session_redis_url(server: str) -> str:
     that expires): another Celery worker on the machine (db 0, a developer's, another
     session's) can then neither take nor restore this session's tasks. The database in
     HUMANMADE_TEST_REDIS_URL is replaced; its host, port and password are kept."""
-    import atexit
     import random
 
     parts = urlsplit(server)
@@ -65,9 +65,38 @@ def _session_redis_url(server: str) -> str:
 
 
 REDIS_URL = _session_redis_url(REDIS_SERVER)
-DATABASE_URL = os.environ.get(
+DATABASE_SERVER = os.environ.get(
     "HUMANMADE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
 )
+
+
+def _session_database_url(server_url: str) -> str:
+    """A database of this test session's own on the PostgreSQL server, dropped at exit.
+
+    The demo site's migrations run in it from scratch: a database that an earlier run (of
+    another branch, say, with its own migrations) left behind cannot fail this one, and two
+    test sessions on one machine never share rows."""
+    try:
+        import psycopg
+
+        name = f"humanmade_it_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception:  # no PostgreSQL (the tests skip) or no psycopg: use the URL as given
+        return server_url
+
+    def drop() -> None:
+        try:
+            with psycopg.connect(server_url, autocommit=True, connect_timeout=3) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception:
+            pass
+
+    atexit.register(drop)
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+DATABASE_URL = _session_database_url(DATABASE_SERVER)
 
 SETUP = """
 import django, sys
