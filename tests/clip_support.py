@@ -35,3 +35,18 @@ class FakeEncoder:
         patches = np.tile(patches, (1, 1, 256))
         # (N, blocks=1, 768) and (N, 1, 196, 768), as the real encoder reading one block.
         return patches.mean(axis=1)[:, None], patches[:, None]
+
+
+def real_clip_model():
+    """The cached CLIP model's path; a skip where it is absent, a failure in CI."""
+    import pytest
+    from conftest import IN_CI
+
+    from detector_core.model_files import clip_model_path
+
+    path = clip_model_path()
+    if not path.is_file():
+        if IN_CI:
+            pytest.fail(f"CI=true but the CLIP model is missing at {path} (humanmade setup)")
+        pytest.skip("the CLIP model is not cached (run `humanmade setup`)")
+    return path

@@ -77,3 +77,30 @@ def new_weights(tmp_path_factory) -> Path:
     """Another tiny network (other random weights), released as version "test-1"."""
     folder = tmp_path_factory.mktemp("new-weights")
     return write_tiny_weights(folder, "tiny-v1.safetensors", "test-1", 1)
+
+
+# The cms_plugin tests' settings and commit helpers. A test module that needs other settings
+# defines its own `cms`, which takes precedence.
+
+
+@pytest.fixture
+def cms(settings, tiny_weights, tmp_path):
+    """Django settings with the tiny test weights and a media folder of the test's own."""
+    from cms_support import humanmade_conf
+
+    settings.HUMANMADE = humanmade_conf(tiny_weights)
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return settings
+
+
+@pytest.fixture
+def run_commits(django_capture_on_commit_callbacks):
+    """Run on_commit callbacks (scoring) as the test's transaction would have committed:
+    (what `fn` returned, the callbacks run). Modules wanting only the result define their own."""
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            result = fn(*args, **kwargs)
+        return result, callbacks
+
+    return run

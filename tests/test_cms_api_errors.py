@@ -14,13 +14,6 @@ from cms_plugin.models import Detection
 
 
 @pytest.fixture
-def cms(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return settings
-
-
-@pytest.fixture
 def run_commits(django_capture_on_commit_callbacks):
     def run(fn, *args, **kwargs):
         with django_capture_on_commit_callbacks(execute=True):

@@ -15,13 +15,6 @@ from cms_plugin.models import Detection
 FIRST_MS = 400.0  # what the first scoring of these bytes took, as its evidence says
 
 
-@pytest.fixture
-def cms(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return settings
-
-
 def _score_now(detection: Detection) -> float:
     """Score the queued Detection as a worker does; the seconds it took."""
     started = time.monotonic()

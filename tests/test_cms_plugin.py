@@ -27,25 +27,6 @@ from cms_plugin.models import Detection, Review
 from demo_site.models import NewsPhoto
 
 
-@pytest.fixture
-def cms(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return settings
-
-
-@pytest.fixture
-def run_commits(django_capture_on_commit_callbacks):
-    """Run on_commit callbacks (scoring) as the test's transaction would have committed."""
-
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            result = fn(*args, **kwargs)
-        return result, callbacks
-
-    return run
-
-
 def _photo(title: str = "p", data: bytes | None = None, seed: int = 0) -> NewsPhoto:
     photo = NewsPhoto(title=title)
     photo.image.save(f"{title}.png", ContentFile(data or png(seed)), save=False)

@@ -21,13 +21,6 @@ from demo_site.models import NewsPhoto
 
 
 @pytest.fixture
-def cms(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return settings
-
-
-@pytest.fixture
 def commit(django_capture_on_commit_callbacks):
     """Run `fn` and then its on_commit callbacks (the scoring), as a commit would."""
 

@@ -20,23 +20,6 @@ from demo_site.models import NewsPhoto
 pytest.importorskip("av")
 
 
-@pytest.fixture
-def cms(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return settings
-
-
-@pytest.fixture
-def run_commits(django_capture_on_commit_callbacks):
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            result = fn(*args, **kwargs)
-        return result, callbacks
-
-    return run
-
-
 def _clip_bytes(tmp_path, name="clip.mp4", **kwargs) -> bytes:
     return make_clip(tmp_path / name, **{"seconds": 2, **kwargs}).read_bytes()
 

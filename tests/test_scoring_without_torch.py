@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clip_support import random_head
-from conftest import IN_CI, make_image
+from clip_support import random_head, real_clip_model
+from conftest import make_image
 
 from detector_core.calibration import Calibration
 from detector_core.fusion import Fusion
-from detector_core.model_files import CLIP_SHA256, clip_model_path
+from detector_core.model_files import CLIP_SHA256
 from detector_core.verdict import BandCutoffs
 from detector_core.weights import DEFAULT_WEIGHTS, ClipSpec, load_weights, save_weights
 
@@ -43,15 +43,6 @@ def _run(code: str) -> subprocess.CompletedProcess:
         timeout=600,
         cwd=Path(__file__).resolve().parent.parent,
     )
-
-
-def _clip_model() -> Path:
-    path = clip_model_path()
-    if not path.is_file():
-        if IN_CI:
-            pytest.fail(f"CI=true but the CLIP model is missing at {path} (humanmade setup)")
-        pytest.skip("the CLIP model is not cached (run `humanmade setup`)")
-    return path
 
 
 def _clip_only_release(folder: Path, blocks: tuple[int, ...] = (11,)) -> Path:
@@ -87,7 +78,7 @@ def test_a_release_without_a_trace_network_loads_without_torch(tmp_path) -> None
 
 
 def test_score_imports_no_torch(tmp_path) -> None:
-    _clip_model()
+    real_clip_model()
     weights = _clip_only_release(tmp_path, blocks=(0, 5, 11))
     image = tmp_path / "photo.png"
     make_image(300, 260, seed=3).save(image)
@@ -112,7 +103,7 @@ print(json.dumps({{
 
 
 def test_the_default_release_scores_without_torch(tmp_path) -> None:
-    _clip_model()
+    real_clip_model()
     loaded = load_weights(DEFAULT_WEIGHTS)
     if loaded.model is not None:
         pytest.fail("the default release carries a trace network: scoring would need torch")

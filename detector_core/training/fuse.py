@@ -23,7 +23,6 @@ The steps, and why each is held out the way it is:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -60,6 +59,7 @@ from .clip_head import (
     head_logits,
     train_head,
 )
+from .clip_head import source_folds as folds_of_sources
 from .data import ManifestRow, balanced_weights, default_dataset_dir, read_manifest
 from .evaluate import CONTENT_GROUPS, build_report, headline, write_plots
 from .fuse_report import (
@@ -94,8 +94,8 @@ class Item:
 
 
 def source_folds(items: Sequence[Item], k: int = FOLDS) -> np.ndarray:
-    """A fold per item, the same for every item of one source (by hash of its name)."""
-    return np.array([hashlib.sha256(i.row.source_group.encode()).digest()[0] % k for i in items])
+    """A fold per item, the same for every item of one source (see `clip_head.source_folds`)."""
+    return folds_of_sources([i.row.source_group for i in items], k)
 
 
 def targets_of(items: Sequence[Item]) -> np.ndarray:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clip_support import FakeEncoder, random_head
-from conftest import IN_CI, make_image
+from clip_support import FakeEncoder, random_head, real_clip_model
+from conftest import make_image
 from PIL import Image
 
 from detector_core.experts.clip import (
@@ -19,7 +19,7 @@ from detector_core.experts.clip import (
     plan_crops,
     upscale_to_crop,
 )
-from detector_core.model_files import CLIP_SHA256, clip_model_path
+from detector_core.model_files import CLIP_SHA256
 
 
 def test_large_images_give_native_crops_spread_over_the_image() -> None:
@@ -96,20 +96,11 @@ def test_normalise_uses_clip_statistics() -> None:
     assert abs(float(x[0, 0].mean()) - (123 / 255 - 0.48145466) / 0.26862954) < 1e-5
 
 
-def _real_model():
-    path = clip_model_path()
-    if not path.is_file():
-        if IN_CI:
-            pytest.fail(f"CI=true but the CLIP model is missing at {path} (humanmade setup)")
-        pytest.skip("the CLIP model is not cached (run `humanmade setup`)")
-    return path
-
-
 def test_real_encoder_gives_final_layer_tokens() -> None:
     from detector_core.experts.clip import ClipEncoder
     from detector_core.model_files import file_sha256
 
-    path = _real_model()
+    path = real_clip_model()
     assert file_sha256(path) == CLIP_SHA256
     crops, _ = cut_crops(make_image(500, 300, seed=2), 2)
     cls, patches = ClipEncoder(path, threads=1).tokens(crops)
@@ -127,7 +118,7 @@ def test_real_encoder_gives_final_layer_tokens() -> None:
 def test_real_encoder_reads_every_block_and_the_last_is_the_hidden_state() -> None:
     from detector_core.experts.clip import BLOCKS, ClipEncoder
 
-    path = _real_model()
+    path = real_clip_model()
     crops, _ = cut_crops(make_image(300, 300, seed=4), 1)
     last_cls, last_patches = ClipEncoder(path, threads=1).tokens(crops)
     cls, patches = ClipEncoder(path, threads=1, blocks=range(BLOCKS)).tokens(crops)
