@@ -27,7 +27,10 @@ logger = logging.getLogger("cms_plugin")
 
 _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 # Videos and animations, by what detector_core.video.media_kind found in their bytes.
-_MEDIA_SUFFIX = {"mov": ".mp4", "matroska": ".mkv", "GIF": ".gif", "WEBP": ".webp", "PNG": ".png"}
+_MEDIA_SUFFIX = {
+    **{"mov": ".mp4", "matroska": ".mkv", "avi": ".avi"},
+    **{"GIF": ".gif", "WEBP": ".webp", "PNG": ".png"},
+}
 
 
 def queue_field(instance: Model, field_name: str) -> Detection | None:

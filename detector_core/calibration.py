@@ -21,19 +21,28 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def fit_calibration(logits: np.ndarray, targets: np.ndarray, max_iter: int = 200) -> Calibration:
-    """Minimise the log loss of sigmoid(logit / T + b) over T > 0 and b (training only)."""
+def fit_calibration(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    max_iter: int = 200,
+    sample_weights: np.ndarray | None = None,
+) -> Calibration:
+    """Minimise the log loss of sigmoid(logit / T + b) over T > 0 and b (training only);
+    `sample_weights` weigh each example's loss (e.g. to give both classes equal weight)."""
     import torch
 
     x = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     y = torch.as_tensor(np.asarray(targets, dtype=np.float64))
+    w = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.float64)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t, bias], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x / log_t.exp() + bias, y)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            x / log_t.exp() + bias, y, weight=w
+        )
         loss.backward()
         return loss
 

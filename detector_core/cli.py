@@ -58,6 +58,7 @@ IMAGE_SUFFIXES = frozenset(
         ".mov",
         ".webm",
         ".mkv",
+        ".avi",
         ".apng",
     }
 )
@@ -88,7 +89,14 @@ PASSTHROUGH = {
         "detector_core.training.release",
         "gate a candidate and write it with its model card",
     ),
-    "data": ("detector_core.training.corpus", "build the extra training corpus from registries"),
+    "data": (
+        "detector_core.training.corpus",
+        "build the extra training corpus (or the video corpus) from registries",
+    ),
+    "video-eval": (
+        "detector_core.training.video_eval",
+        "score the video corpus: frame and clip AUC on held-out sources; fit the clip rule",
+    ),
 }
 
 
@@ -111,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser(
         "score",
         help="score image and video files, folders and http(s) URLs",
-        description="Score images, videos (MP4/MOV, WebM/Matroska) and animated GIF, WebP "
+        description="Score images, videos (MP4/MOV, WebM/Matroska, AVI) and animated GIF, WebP "
         "and PNG for signs of AI generation. Prints one line per input (for a clip: its "
         "verdict from sampled frames; --json lists each frame); exit code 1 if any input "
         "failed.",

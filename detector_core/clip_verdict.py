@@ -1,25 +1,21 @@
 """One verdict for a clip from its sampled frames' verdicts.
 
-The rule (stated here, in README and in the model card): the clip's probability is the
-sigmoid of the **mean of the frames' calibrated logits**, logit(p) = log(p / (1 − p)) of
-each frame's `ai_probability`. Since the image calibration is affine in the raw logit, this
-is the image calibration applied to the mean raw frame logit. It has not been fitted on
-labelled video: no labelled clips were available when it was written (see the model card).
-The mean was chosen over the maximum because a maximum over N frames rises with N on a
-human clip (more frames, more chances of one false alarm), which would make long human
-clips look more AI-made than short ones; over the median because it uses every frame.
+The clip's probability follows the release's clip rule (`clip_rule.py`): a statistic of
+the frames' calibrated logits with a calibration fitted on labelled clips where the release
+has one (`humanmade video-eval --rule-out`), else the mean of the frames' logits with the
+image calibration. The verdict names the rule it used.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from .clip_rule import UNFITTED
 from .errors import HumanmadeError, ImageError, VideoError
 from .headline import headline, provenance_cause
 from .verdict import Band, BandCutoffs, DecidedBy
@@ -40,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AGGREGATION_RULE", "ClipVerdict", "FrameScore", "clip_probability", "score_clip"]
 
-AGGREGATION_RULE = "mean of frame logits, image calibration (not fitted on video)"
+AGGREGATION_RULE = UNFITTED.describe()
 DRIVERS = 3  # frames named as having driven the verdict
 
 
@@ -173,17 +169,9 @@ class ClipVerdict:
         }
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def clip_probability(frame_probabilities: list[float]) -> float:
-    """The stated rule: sigmoid of the mean of the frames' logits."""
-    if not frame_probabilities:
-        raise ValueError("no frame probabilities")
-    mean = sum(_logit(p) for p in frame_probabilities) / len(frame_probabilities)
-    return 1.0 / (1.0 + math.exp(-mean))
+    """The unfitted rule: sigmoid of the mean of the frames' logits."""
+    return UNFITTED.probability(frame_probabilities)
 
 
 def drivers(frame_probabilities: list[float], clip: float, k: int = DRIVERS) -> tuple[int, ...]:
@@ -231,7 +219,8 @@ def score_clip(
         kind = type(first) if isinstance(first, ImageError) else VideoError
         raise kind(f"No frame of the clip could be scored: {first}")
     probabilities = [v.ai_probability for _, v in scored]
-    probability = clip_probability(probabilities)
+    rule = detector.clip_rule
+    probability = rule.probability(probabilities)
     cutoffs = detector.cutoffs
     frames = tuple(
         FrameScore(
@@ -280,6 +269,7 @@ def score_clip(
         decode_ms=sample.decode_ms,
         score_ms=(time.perf_counter() - started) * 1000.0,
         cutoffs=cutoffs,
+        rule=rule.describe(),
         reasons=tuple(reasons),
         decided_by=decided_by,
         evidence=tuple(evidence),

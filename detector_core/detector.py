@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from .clip_rule import ClipRule, load_rule
 from .errors import HumanmadeError, ImageError, WeightsError
 from .experts.clip import ClipEncoder, ClipExpert
 from .heatmap import Heatmap, build_heatmap
@@ -130,6 +131,7 @@ class Detector:
         # for single-threaded callers, such as the command line).
         self.library_notes = library_notes
         self._loaded: LoadedWeights | None = None
+        self._clip_rule: ClipRule | None = None
         self._clip: ClipExpert | None = None
         self._trace_device = None
         self._lock = threading.Lock()
@@ -157,6 +159,14 @@ class Detector:
         return self._loaded
 
     @property
+    def clip_rule(self) -> ClipRule:
+        """How this release turns a clip's frames into one probability (`clip_rule.py`)."""
+        if self._clip_rule is None:
+            loaded = self.loaded
+            self._clip_rule = load_rule(loaded.path, loaded.sha256)
+        return self._clip_rule
+
+    @property
     def model_version(self) -> str:
         return self.loaded.version
 
@@ -177,7 +187,7 @@ class Detector:
         return self.score_many([source], heatmap=heatmap)[0]  # type: ignore[return-value]
 
     def score_video(self, source: ImageSource, *, limits: VideoLimits | None = None) -> ClipVerdict:
-        """Score a video (MP4/MOV, WebM/Matroska) or an animated GIF, WebP or PNG: a
+        """Score a video (MP4/MOV, WebM/Matroska, AVI) or an animated GIF, WebP or PNG: a
         bounded sample of its frames, decoded in a child process, each scored like an image;
         one verdict by the rule in `detector_core.clip_verdict`. Errors are `ImageError`s
         (`VideoError` for what only videos can get wrong). See `detector_core.video`."""

