@@ -1,6 +1,7 @@
 """Speed and memory of scoring on this machine, next to a ResNet-50 measured in the same run.
 
     humanmade benchmark [--repeats 7] [--weights FILE] [--device cuda] [--sizes 0.25,1,4,12]
+                        [--clip-seconds 30 300 | --no-clips] [--clip-size 1920x1080]
     python benchmarks/scoring_speed.py ...      (the same, from a checkout)
 
 Times are end to end (JPEG bytes in, Verdict out: decoding, tiling, network, calibration,
@@ -12,6 +13,13 @@ The peak RSS of a separate scoring process (a Detector scoring each size once, w
 benchmark's ResNet-50) is measured too. Prints a table; `--json` writes the figures too.
 `--device cuda` times the Detector (ONNX Runtime's CUDA provider, the `gpu` extra) and the
 ResNet-50 on the GPU.
+
+Clip rows follow (`video_benchmark.clip_rows`, as `humanmade benchmark-video` prints them):
+synthetic 1080p H.264 clips of 30 s and 5 min by default, each scored with
+`Detector.score_video`, decode (seeking and sampling, in the bounded child process) and
+score (the sampled frames) timed apart, the total also as ResNet-50@224 forwards of the same
+run's reference. Encoding the 5-minute clip takes minutes on a small machine; a line on
+stderr says so. `--clip-seconds` with no value, or `--no-clips`, skips them.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +42,13 @@ from PIL import Image
 from .argtypes import int_at_least, report_error
 from .detector import Detector
 from .errors import HumanmadeError
+from .video_benchmark import CLIP_SECONDS, CLIP_SIZE, clip_rows, clip_size, print_clip_rows
 
 PROG = "humanmade benchmark"
 SIZES_MP = (0.25, 1.0, 4.0, 12.0)
+# A clip run seeks through the file and scores 8 frames, tens of seconds on 2 cores: beyond
+# this many, repeats add minutes and little precision to the median.
+CLIP_REPEATS = 3
 
 
 def synthetic_jpeg(megapixels: float, seed: int = 0) -> bytes:
@@ -120,6 +133,8 @@ def run(
     max_tiles: int | None,
     device: str = "cpu",
     sizes_mp: tuple[float, ...] = SIZES_MP,
+    clip_seconds: Sequence[int] = CLIP_SECONDS,
+    clip_dimensions: tuple[int, int] = CLIP_SIZE,
 ) -> dict:
     kwargs: dict = {"device": device}
     if max_tiles:
@@ -179,6 +194,15 @@ def run(
     scoring = scoring_process_figures(weights, device, sizes_mp)
     figures["scoring_process_peak_rss_mb"] = scoring["peak_rss_mb"]
     figures["scoring_process_loaded_torch"] = scoring["torch_loaded"]
+    if clip_seconds:
+        figures["clip_repeats"] = min(repeats, CLIP_REPEATS)
+        figures["clips"] = clip_rows(
+            detector,
+            clip_seconds,
+            figures["clip_repeats"],
+            figures["resnet50_224_ms"],
+            clip_dimensions,
+        )
     import torch
 
     figures["torch_threads"] = torch.get_num_threads()
@@ -223,6 +247,26 @@ def main(argv: list[str] | None = None) -> int:
         default=SIZES_MP,
         help="image sizes in megapixels, comma-separated (default 0.25,1,4,12)",
     )
+    clips = parser.add_mutually_exclusive_group()
+    clips.add_argument(
+        "--clip-seconds",
+        type=int_at_least(1),
+        nargs="*",
+        default=list(CLIP_SECONDS),
+        metavar="SECONDS",
+        help="lengths of the synthetic clips timed after the images (default 30 300; "
+        f"median of at most {CLIP_REPEATS} runs each); with no value, no clips",
+    )
+    clips.add_argument(
+        "--no-clips", dest="clip_seconds", action="store_const", const=[], help="no clip rows"
+    )
+    parser.add_argument(
+        "--clip-size",
+        type=clip_size,
+        default=CLIP_SIZE,
+        metavar="WxH",
+        help="frame size of the synthetic clips (default 1920x1080)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     try:
@@ -241,7 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         return report_error(PROG, f"--device {args.device}: {problem}")
     try:
-        figures = run(args.weights, args.repeats, args.max_tiles, args.device, args.sizes)
+        figures = run(
+            args.weights,
+            args.repeats,
+            args.max_tiles,
+            args.device,
+            args.sizes,
+            args.clip_seconds,
+            args.clip_size,
+        )
     except HumanmadeError as exc:
         return report_error(PROG, str(exc))
     ref = figures["resnet50_224_ms"]
@@ -273,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "peak_gpu_mb" in figures:
         print(f"peak GPU memory: {figures['peak_gpu_mb']:.0f} MB")
+    if "clips" in figures:
+        print(
+            f"clips (ms, median of {figures['clip_repeats']} after a warm-up; decode: seek and"
+            " sample, in a child process)"
+        )
+        print_clip_rows(figures["clips"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

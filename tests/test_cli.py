@@ -415,7 +415,17 @@ def test_every_benchmark_option_has_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for option in ("--weights", "--repeats", "--max-tiles", "--device", "--sizes", "--json"):
+    for option in (
+        "--weights",
+        "--repeats",
+        "--max-tiles",
+        "--device",
+        "--sizes",
+        "--clip-seconds",
+        "--no-clips",
+        "--clip-size",
+        "--json",
+    ):
         line = next(line for line in text.splitlines() if line.strip().startswith(option))
         after = line.strip()[len(option) :].split(maxsplit=1)
         described = len(after) > 1 or not text.split(line, 1)[1].startswith("\n  --")
