@@ -76,6 +76,8 @@ class ClipRule:
         what = "mean" if self.statistic == "mean" else self.statistic.replace("top", "top-")
         if not self.fitted_on:
             return f"{what} of frame logits, image calibration (not fitted on video)"
+        if (self.temperature, self.bias) == (1.0, 0.0):
+            return f"{what} of frame logits, image calibration (checked on {self.fitted_on})"
         return (
             f"{what} of frame logits, calibrated on labelled clips (T={self.temperature:.3g}, "
             f"b={self.bias:+.3g}; {self.fitted_on})"

@@ -41,6 +41,11 @@ def test_the_calibration_is_applied_after_the_statistic():
     assert rule.probability(probs) == pytest.approx(_sigmoid(mean / 2.0 - 0.5))
     assert "calibrated on labelled clips" in rule.describe() and "t)" in rule.describe()
     assert "not fitted on video" in UNFITTED.describe()
+    kept = ClipRule(fitted_on="40 clips; fitted calibrations did no better")
+    assert kept.describe() == (
+        "mean of frame logits, image calibration "
+        "(checked on 40 clips; fitted calibrations did no better)"
+    )
 
 
 def test_the_mean_rule_does_not_rise_with_more_frames_of_the_same_clip():
@@ -92,3 +97,13 @@ def test_score_video_follows_the_rule_beside_the_weights(tiny_weights, tmp_path)
     assert fitted.ai_probability == pytest.approx(rule.probability(frames))
     assert fitted.ai_probability != pytest.approx(unfitted.ai_probability)
     assert fitted.rule == rule.describe() and fitted.to_dict()["rule"] == rule.describe()
+
+
+def test_the_default_release_carries_the_rule_checked_on_its_clips():
+    from detector_core.weights import DEFAULT_WEIGHTS
+
+    digest = hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    rule = load_rule(DEFAULT_WEIGHTS, digest)
+    assert rule_path(DEFAULT_WEIGHTS).is_file()
+    assert rule is not UNFITTED and "train sources" in rule.fitted_on
+    assert "checked on" in rule.describe() or "calibrated on labelled clips" in rule.describe()

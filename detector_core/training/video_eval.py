@@ -14,10 +14,12 @@ probabilities by sha256, model and sample size, then:
    the `train` sources, so the choice never sees a held-out clip.
 2. **Checks it on the `val` clips** (sources held out from the rule and, for the AI
    families, from the CLIP head's training): frame-level AUC (every scored frame carries
-   its clip's label), clip-level AUC, the share of AI clips at `likely_ai` and the human
-   clips at `likely_ai` / `possibly_ai`, with counts, for the fitted rule and the unfitted
-   mean side by side.
-3. Writes `report.json`, `report.md`, `roc.png` (frames vs clips) and `clips.png` (each
+   its clip's label), clip-level AUC, and how many AI and human clips land in each band,
+   with counts, for the chosen rule and the unfitted mean side by side.
+3. **Checks the form**: every AI clip is a ComfyUI preview (350 px lossy animated WebP) and
+   most human clips are camera files, so the held-out human clips are scored again as such
+   previews; the shift says how much of the separation the form alone could carry.
+4. Writes `report.json`, `report.md`, `roc.png` (frames vs clips) and `clips.png` (each
    held-out clip's frame probabilities and its clip probability), and with `--rule-out`
    the rule file the detector reads beside its weights (`<weights>.video.json`).
 
@@ -40,7 +42,8 @@ from detector_core.errors import HumanmadeError
 from detector_core.verdict import BandCutoffs
 
 from .corpus import reserved_match
-from .metrics import roc_auc, roc_curve
+from .metrics import roc_auc
+from .video_report import BAND_ORDER, markdown, write_figures
 
 CACHE_NAME = "frames.json"
 
@@ -193,6 +196,86 @@ def loso_choice(train: list[Scored]) -> dict[str, dict]:
     return out
 
 
+PREVIEW_SIDE = 350  # ComfyUI's template previews: 350×350 lossy animated WebP
+
+
+def as_preview(frames: list) -> bytes:
+    """Frames as a ComfyUI-style preview: short side down to 350 px (never up), the
+    centre square, lossy animated WebP at Pillow's default quality."""
+    import io
+
+    from PIL import Image
+
+    pictures = []
+    for image in frames:
+        scale = min(1.0, PREVIEW_SIDE / min(image.size))
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        small = image.resize(size, Image.Resampling.LANCZOS) if scale < 1 else image
+        side = min(small.size)
+        left, top = (small.width - side) // 2, (small.height - side) // 2
+        pictures.append(small.crop((left, top, left + side, top + side)))
+    buf = io.BytesIO()
+    pictures[0].save(buf, "WEBP", save_all=True, append_images=pictures[1:], duration=100)
+    return buf.getvalue()
+
+
+def preview_check(
+    items: list[Scored],
+    corpus: Path,
+    weights: Path | None,
+    frames: int,
+    cache_path: Path,
+    cutoffs: BandCutoffs,
+) -> dict:
+    """The human held-out clips again in the AI clips' form (every AI clip of the corpus is
+    a ComfyUI preview): how far the form alone moves a human clip toward "AI"."""
+    from detector_core.detector import Detector
+    from detector_core.video import VideoLimits, sample_frames
+
+    detector = Detector(weights, provenance=False)
+    limits = VideoLimits(frames_scored=frames)
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    rows = []
+    skipped = []
+    for item in tqdm([s for s in items if s.clip.target == 0], unit="clip", desc="previews"):
+        if len(item.probabilities) < 2:  # one frame makes a still WebP, not a clip
+            skipped.append(item.clip.file.rsplit("/", 1)[-1])
+            continue
+        key = f"preview:{detector.loaded.sha256[:16]}:{frames}:{item.clip.sha256}"
+        if key not in cache:
+            sample = sample_frames(corpus / item.clip.file, limits)
+            verdict = detector.score_video(
+                as_preview([f.image for f in sample.frames]), limits=limits
+            )
+            cache[key] = {"p": [f.ai_probability for f in verdict.frames]}
+            cache_path.write_text(json.dumps(cache))
+        before = UNFITTED.probability(item.probabilities)
+        after = UNFITTED.probability(cache[key]["p"])
+        rows.append(
+            {
+                "file": item.clip.file.rsplit("/", 1)[-1],
+                "as_is": round(before, 4),
+                "as_preview": round(after, 4),
+                "band_as_preview": cutoffs.band(after).value,
+            }
+        )
+    shift = [UNFITTED.logit([r["as_preview"]]) - UNFITTED.logit([r["as_is"]]) for r in rows]
+    # The held-out AI clips against these previews: a ranking with the form held equal.
+    ai = [UNFITTED.probability(s.probabilities) for s in items if s.clip.target == 1]
+    human = [r["as_preview"] for r in rows]
+    targets = np.array([1] * len(ai) + [0] * len(human))
+    auc = roc_auc(targets, np.array(ai + human)) if ai and human else None
+    return {
+        "clips": len(rows),
+        "skipped_single_frame": skipped,
+        "clip_auc_ai_against_previews": auc,
+        "mean_logit_shift": float(np.mean(shift)) if shift else None,
+        "higher_as_preview": sum(d > 0 for d in shift),
+        "as_preview_by_band": {b: sum(r["band_as_preview"] == b for r in rows) for b in BAND_ORDER},
+        "per_clip": rows,
+    }
+
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -211,17 +294,15 @@ def held_out_report(items: list[Scored], rule: ClipRule, cutoffs: BandCutoffs) -
     if ai.any() and human.any():
         out["frame_auc"] = roc_auc(frame_t, frame_p)
         out["clip_auc"] = roc_auc(clip_t, clip_p)
+    for name, mask in (("ai", ai), ("human", human)):
+        bands = [cutoffs.band(float(p)).value for p in clip_p[mask]]
+        out[f"{name}_clips_by_band"] = {b: bands.count(b) for b in BAND_ORDER}
     if ai.any():
-        n = int((clip_p[ai] >= cutoffs.ai).sum())
+        n = out["ai_clips_by_band"]["likely_ai"]
         out["ai_clips_at_likely_ai"] = {"count": n, "of": int(ai.sum()), "share": n / ai.sum()}
-        n = int((clip_p[ai] < cutoffs.human).sum())
-        out["ai_clips_at_likely_human"] = {"count": n, "of": int(ai.sum())}
     if human.any():
-        for band, mask in (
-            ("likely_ai", clip_p[human] >= cutoffs.ai),
-            ("possibly_ai", (clip_p[human] >= 0.5) & (clip_p[human] < cutoffs.ai)),
-        ):
-            out[f"human_clips_at_{band}"] = {"count": int(mask.sum()), "of": int(human.sum())}
+        n = out["human_clips_by_band"]["likely_ai"]
+        out["human_clips_at_likely_ai"] = {"count": n, "of": int(human.sum())}
         frames_h = frame_p[frame_t == 0]
         out["human_frames_at_likely_ai"] = {
             "count": int((frames_h >= cutoffs.ai).sum()),
@@ -241,87 +322,6 @@ def held_out_report(items: list[Scored], rule: ClipRule, cutoffs: BandCutoffs) -
         for s, p in zip(items, clip_p, strict=True)
     ]
     return out
-
-
-def write_figures(
-    items: list[Scored], rules: dict[str, ClipRule], cutoffs: BandCutoffs, out: Path
-) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame_t = np.array([s.clip.target for s in items for _ in s.probabilities])
-    frame_p = np.array([p for s in items for p in s.probabilities])
-    clip_t = np.array([s.clip.target for s in items])
-    fig, ax = plt.subplots(figsize=(5, 5))
-    fpr, tpr = roc_curve(frame_t, frame_p)
-    ax.plot(fpr, tpr, label=f"frames (AUC {roc_auc(frame_t, frame_p):.3f})")
-    for name, rule in rules.items():
-        clip_p = np.array([rule.probability(s.probabilities) for s in items])
-        fpr, tpr = roc_curve(clip_t, clip_p)
-        ax.plot(fpr, tpr, label=f"clips, {name} (AUC {roc_auc(clip_t, clip_p):.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.set(xlabel="false-positive rate (human called AI)", ylabel="true-positive rate")
-    ax.set_title("ROC on held-out video sources", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    paths = [_save(fig, out / "roc.png")]
-
-    rule = next(iter(rules.values()))
-    order = sorted(range(len(items)), key=lambda i: (items[i].clip.label, items[i].clip.file))
-    fig, ax = plt.subplots(figsize=(7, 0.22 * len(items) + 1.2))
-    for row, i in enumerate(order):
-        s = items[i]
-        colour = "#c0392b" if s.clip.target else "#2e86c1"
-        ax.scatter(s.probabilities, [row] * len(s.probabilities), s=8, color=colour, alpha=0.4)
-        ax.scatter([rule.probability(s.probabilities)], [row], marker="|", s=120, color="black")
-    ax.set_yticks(range(len(order)))
-    labels = [f"{items[i].clip.label}: {items[i].clip.source_group}" for i in order]
-    ax.set_yticklabels(labels, fontsize=6)
-    for cut in (cutoffs.human, cutoffs.ai):
-        ax.axvline(cut, color="grey", linestyle=":", linewidth=0.8)
-    ax.set(xlim=(0, 1), xlabel="probability of AI (dots: frames; bar: the clip)")
-    ax.set_title("Held-out clips: frames and clip verdicts", fontsize=10)
-    paths.append(_save(fig, out / "clips.png"))
-    return paths
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _markdown(report: dict) -> str:
-    lines = [
-        f"# Video evaluation — model {report['model_version']}",
-        "",
-        f"Corpus: {report['corpus']['clips']} clips ({report['corpus']['by_split']}); "
-        f"{report['frames_per_clip']} frames sampled per clip; clips that could not be "
-        f"scored: {len(report['unscored'])}.",
-        "",
-        "## Choosing the rule (train sources only, leave one source out)",
-        "",
-        "| candidate | balanced log loss | AUC |",
-        "|---|---|---|",
-    ]
-    for name, row in report["choice"].items():
-        lines.append(f"| {name} | {row['log_loss']:.3f} | {row['auc']:.3f} |")
-    lines += ["", f"Chosen: **{report['rule']['describe']}**", ""]
-    lines += ["## Held-out sources (val)", ""]
-    head = "| rule | frame AUC | clip AUC | AI clips at likely_ai | human clips at likely_ai |"
-    lines += [head, "|---|---|---|---|---|"]
-    for name, row in report["val"].items():
-        a, h = row.get("ai_clips_at_likely_ai", {}), row.get("human_clips_at_likely_ai", {})
-        lines.append(
-            f"| {name} | {row.get('frame_auc', float('nan')):.3f} | "
-            f"{row.get('clip_auc', float('nan')):.3f} | {a.get('count')}/{a.get('of')} | "
-            f"{h.get('count')}/{h.get('of')} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- command line
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     except HumanmadeError as exc:
         print(f"humanmade video-eval: error: {exc}", file=sys.stderr)
         return 1
-    print(_markdown(report), end="")
+    print(markdown(report), end="")
     return 0
 
 
@@ -376,7 +376,8 @@ def run(args: argparse.Namespace, default_out, read_reserved, read_excluded) -> 
     groups = len({s.clip.source_group for s in train})
     fitted_on = f"{len(train)} clips of {groups} train sources"
     if best.endswith("unfitted"):
-        rule = UNFITTED
+        # Kept, and the rule file says that it was checked rather than never looked at.
+        rule = ClipRule(fitted_on=f"{fitted_on}; fitted calibrations did no better")
     else:
         rule = fit_rule(train, statistic, fitted_on=fitted_on)
     cutoffs = loaded.cutoffs
@@ -394,10 +395,13 @@ def run(args: argparse.Namespace, default_out, read_reserved, read_excluded) -> 
         "rule": {**rule.__dict__, "describe": rule.describe()},
         "val": {name: held_out_report(val, r, cutoffs) for name, r in rules.items()},
         "train_fit": held_out_report(train, rule, cutoffs),
+        "human_val_as_previews": preview_check(
+            val, corpus, weights, args.frames, args.out / CACHE_NAME, cutoffs
+        ),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "report.md").write_text(_markdown(report))
+    (args.out / "report.md").write_text(markdown(report))
     write_figures(val, rules, cutoffs, args.out)
     if args.rule_out is not None:
         save_rule(rule, weights, loaded.sha256, args.rule_out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -39,7 +40,7 @@ def _train_set(seed: int = 0) -> list[Scored]:
     rng = np.random.default_rng(seed)
     items = []
     for g in range(4):
-        for k in range(5):
+        for _ in range(5):
             ai = rng.uniform(0.55, 0.95, 6).tolist()
             human = rng.uniform(0.05, 0.6, 6).tolist()
             items.append(_scored("ai", f"ai{g}", ai))
@@ -68,6 +69,17 @@ def test_the_choice_is_made_leaving_each_train_source_out():
         assert 0.0 < row["log_loss"] < 5.0 and 0.5 < row["auc"] <= 1.0
 
 
+def test_a_preview_is_a_centre_square_of_350_px_never_upscaled():
+    from PIL import Image
+
+    big = [Image.new("RGB", (1280, 720), (i * 40, 0, 0)) for i in range(3)]
+    with Image.open(io.BytesIO(video_eval.as_preview(big))) as im:
+        assert (im.format, im.size, im.n_frames) == ("WEBP", (350, 350), 3)
+    small = [Image.new("RGB", (200, 120), (0, i * 40, 0)) for i in range(2)]
+    with Image.open(io.BytesIO(video_eval.as_preview(small))) as im:
+        assert im.size == (120, 120)
+
+
 def test_held_out_figures_count_clips_and_frames():
     cutoffs = BandCutoffs(human=0.2, ai=0.9)
     items = [
@@ -81,6 +93,8 @@ def test_held_out_figures_count_clips_and_frames():
     assert report["frames"] == {"ai": 4, "human": 5}
     assert report["ai_clips_at_likely_ai"] == {"count": 1, "of": 2, "share": 0.5}
     assert report["human_clips_at_likely_ai"] == {"count": 1, "of": 2}
+    assert report["ai_clips_by_band"] == {"likely_human": 0, "uncertain": 1, "likely_ai": 1}
+    assert report["human_clips_by_band"] == {"likely_human": 0, "uncertain": 1, "likely_ai": 1}
     assert report["human_frames_at_likely_ai"] == {"count": 3, "of": 5}
     assert report["clip_auc"] == pytest.approx(0.75)  # one AI clip below one human clip
     assert [c["band"] for c in report["per_clip"]][:1] == ["likely_ai"]
@@ -150,11 +164,14 @@ def test_the_command_scores_fits_reports_and_writes_the_rule(tiny_weights, tmp_p
         assert row["clips"] == {"ai": 2, "human": 2}
         assert 0.0 <= row["clip_auc"] <= 1.0
     assert (out / "roc.png").stat().st_size > 0 and (out / "clips.png").stat().st_size > 0
+    check = report["human_val_as_previews"]
+    assert check["clips"] == 2 and sum(check["as_preview_by_band"].values()) == 2
     cache = json.loads((out / video_eval.CACHE_NAME).read_text())
-    assert len(cache) == 8 and all(len(v["p"]) <= 3 for v in cache.values())
+    assert len(cache) == 8 + 2 and all(len(v["p"]) <= 3 for v in cache.values())
     saved = json.loads(rule_file.read_text())
     assert saved["weights_sha256"] == hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
     assert saved["statistic"] == report["rule"]["statistic"]
+
     # A second run reads every clip from the cache instead of scoring again.
     def refuse(*args, **kwargs):
         raise AssertionError("scored again")
