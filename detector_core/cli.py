@@ -699,6 +699,7 @@ def _model_info(path: Path) -> dict[str, Any]:
         else [],
         "clip_max_crops": loaded.clip.max_crops if loaded.clip else None,
         "cutoffs": {"human": loaded.cutoffs.human, "ai": loaded.cutoffs.ai},
+        "clip_rule": _clip_rule_text(loaded.path, loaded.sha256),
         "calibrated_on": meta.get("calibrated_on"),
         "parent_version": meta.get("parent_version"),
         "parent_sha256": meta.get("parent_sha256"),
@@ -708,6 +709,15 @@ def _model_info(path: Path) -> dict[str, Any]:
         "val_report": val_report,
         **({"val_report_error": val_error} if val_error else {}),
     }
+
+
+def _clip_rule_text(path: Path, sha256: str) -> str:
+    from .clip_rule import load_rule
+
+    try:
+        return load_rule(path, sha256).describe()
+    except WeightsError as exc:  # info still tells the rest
+        return f"unreadable ({exc})"
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -781,6 +791,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"bands:        likely human below {cutoff_percent(cut.human, cut)}%, likely AI from "
         f"{cutoff_percent(cut.ai, cut)}% (the cut-offs stored with these weights)"
     )
+    lines.append(f"clips:        {info['clip_rule']}")
     if info["parent_version"]:
         lines.append(
             f"derived from: {info['parent_version']} ({(info['parent_sha256'] or '?')[:12]}…)"

@@ -206,6 +206,13 @@ def test_info_tiny_weights(capsys, tiny_weights):
     assert info["tile_size"] == 64 and info["parameters"] > 0
     assert info["calibration"] == {"temperature": 1.0, "bias": 0.0}
     assert info["val_report"] is None
+    assert info["clip_rule"].endswith("(not fitted on video)")  # no rule file beside it
+
+
+def test_info_names_the_clip_rule_of_the_default_release(capsys):
+    code, out, err = run(capsys, "info")
+    assert code == 0, err
+    assert re.search(r"clips: +mean of frame logits, image calibration \(checked on \d+ clips", out)
 
 
 def test_info_prints_val_report(capsys, tmp_path):
