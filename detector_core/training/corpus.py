@@ -44,7 +44,7 @@ import sys
 import tarfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -486,6 +486,44 @@ def build(
     progress: bool | None = None,
 ) -> BuildReport:
     """Build the corpus into `out` (replaced at the end); returns what was written."""
+    return build_from_lists(
+        lists_dir,
+        out,
+        cache,
+        Output("images", MANIFEST_COLUMNS, _process, BuildReport(), "file", "corpus"),
+        reserved_path,
+        exclude_path,
+        registry,
+        progress,
+    )
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a build makes of each listed file: `process(row, data, work, report, bar)`, given
+    bytes already checked against the list, writes under `work/<folder>` and returns its
+    manifest rows."""
+
+    folder: str
+    columns: list[str]
+    process: Callable[..., list[dict[str, str]]]
+    report: BuildReport
+    unit: str
+    desc: str
+
+
+def build_from_lists(
+    lists_dir: Path,
+    out: Path,
+    cache: Path,
+    output: Output,
+    reserved_path: Path = DEFAULT_RESERVED,
+    exclude_path: Path = DEFAULT_EXCLUDE,
+    registry: Registry | None = None,
+    progress: bool | None = None,
+) -> BuildReport:
+    """The build every corpus shares: checks, refusals and downloads first, then each file
+    through `output.process`, then the manifest, swapped in whole."""
     rows = read_lists(lists_dir)
     reserved = read_reserved(reserved_path)
     excluded = read_excluded(exclude_path)
@@ -504,11 +542,11 @@ def build(
 
     work = out.with_name(f".{out.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
-    (work / "images").mkdir(parents=True)
-    report = BuildReport()
+    (work / output.folder).mkdir(parents=True)
+    report = output.report
     manifest: list[dict[str, str]] = []
     disable = not sys.stderr.isatty() if progress is None else not progress
-    bar = tqdm(total=len(rows), unit="file", desc="corpus", disable=disable)
+    bar = tqdm(total=len(rows), unit=output.unit, desc=output.desc, disable=disable)
     try:
         for (reg, package, version), group in sorted(by_package.items()):
             bar.set_postfix_str(package, refresh=False)
@@ -516,7 +554,9 @@ def build(
                 paths[(reg, package, version)], reg, {r.file for r in group}
             )
             for row in group:
-                manifest += _process(row, found.get(row.file), excluded, work, report, bar)
+                data = _verified(row, found.get(row.file), excluded, report, bar)
+                if data is not None:
+                    manifest += output.process(row, data, work, report, bar)
                 bar.update(1)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -524,7 +564,7 @@ def build(
     finally:
         bar.close()
     manifest.sort(key=lambda m: m["file"])
-    _write_manifest(work / "manifest.csv", manifest)
+    _write_manifest(work / "manifest.csv", manifest, output.columns)
     _swap_in(work, out)
     return report
 
@@ -536,34 +576,43 @@ def _check_deb_source(registry: Registry, path: Path, row: ListRow) -> None:
         raise CorpusError(f"{row.package} is built from the reserved source {source}")
 
 
-def _process(
-    row: ListRow,
-    data: bytes | None,
-    excluded: set[str],
-    work: Path,
-    report: BuildReport,
-    bar: tqdm,
-) -> list[dict[str, str]]:
-    def skip(reason: str, detail: str) -> list[dict[str, str]]:
-        report.skipped[reason] += 1
-        bar.write(f"humanmade: warning: {row.origin}: {detail}; skipped", file=sys.stderr)
-        return []
+def skip(row: ListRow, report: BuildReport, bar: tqdm, reason: str, detail: str) -> list:
+    """Count a listed file left out, with a warning line; nothing for the manifest."""
+    report.skipped[reason] += 1
+    bar.write(f"humanmade: warning: {row.origin}: {detail}; skipped", file=sys.stderr)
+    return []
 
+
+def _verified(
+    row: ListRow, data: bytes | None, excluded: set[str], report: BuildReport, bar: tqdm
+) -> bytes | None:
+    """The file's bytes when it is there, is what the list says and is not held out."""
     if data is None:
-        return skip("missing", "not in the package")
+        skip(row, report, bar, "missing", "not in the package")
+        return None
     digest = hashlib.sha256(data).hexdigest()
     if digest != row.sha256:
-        return skip("sha256 mismatch", f"sha256 is {digest}, the list says {row.sha256}")
+        skip(row, report, bar, "sha256 mismatch", f"sha256 is {digest}, the list says {row.sha256}")
+        return None
     if digest in excluded:
         report.skipped["held out"] += 1  # silent: the list should not have it, but no harm
-        return []
+        return None
+    return data
+
+
+def _process(
+    row: ListRow, data: bytes, work: Path, report: BuildReport, bar: tqdm
+) -> list[dict[str, str]]:
+    digest = row.sha256
     try:
         image, note = decode(data)
     except Exception as exc:  # Pillow's decoders raise many types on damaged files
-        return skip("undecodable", f"cannot decode ({type(exc).__name__}: {exc})")
+        detail = f"cannot decode ({type(exc).__name__}: {exc})"
+        return skip(row, report, bar, "undecodable", detail)
     pieces = crops(image, note)
     if not pieces:
-        return skip("too small or blank", f"{image.width}x{image.height} gives no usable crop")
+        detail = f"{image.width}x{image.height} gives no usable crop"
+        return skip(row, report, bar, "too small or blank", detail)
     report.files += 1
     rows = []
     stem = _safe_name(f"{row.package}__{row.file}")
@@ -600,9 +649,9 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("/", "__"))[-180:]
 
 
-def _write_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+def _write_manifest(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 
