@@ -108,22 +108,75 @@ def block_output_name(block: int) -> str:
     return f"/vision_model/encoder/layers.{block}/Add_1_output_0"
 
 
-def _session_bytes(path: Path, blocks: Sequence[int]) -> bytes | str:
-    """The graph to load: the file itself, or (for intermediate blocks) a copy in memory
-    whose extra outputs are those blocks' residual streams."""
-    extra = [b for b in blocks if b != LAST_BLOCK]
-    if not extra:
-        return str(path)
+def _session_bytes(path: Path, blocks: Sequence[int]) -> bytes:
+    """The graph to load, in memory: its int8 weights made unsigned (`unsigned_weights`),
+    and for intermediate blocks extra outputs holding those blocks' residual streams."""
     import onnx
 
     model = onnx.load(str(path))
+    unsigned_weights(model)
     known = {node_output for node in model.graph.node for node_output in node.output}
-    for block in extra:
+    for block in (b for b in blocks if b != LAST_BLOCK):
         name = block_output_name(block)
         if name not in known:
             raise ValueError(f"the CLIP graph has no output for block {block} ({name})")
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     return model.SerializeToString()
+
+
+def unsigned_weights(model) -> int:  # noqa: ANN001 - onnx.ModelProto, imported lazily
+    """Give every MatMulInteger uint8 weights and zero points: B + 128 and zp + 128.
+
+    The products (A − a_zp)(B − b_zp) are unchanged, so exact integer arithmetic gives the
+    same result. Why it matters: on x86 CPUs without VNNI (AVX2 only), ONNX Runtime
+    multiplies uint8 activations by int8 weights with VPMADDUBSW, whose 16-bit sums
+    saturate; this graph's weights and activations are large enough for that to wreck the
+    features (val AUC 0.96 → 0.61 on such a machine). uint8 × uint8 takes a kernel that
+    widens first and does not saturate. Returns the number of nodes changed.
+    """
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    made: dict[str, str] = {}
+
+    def as_unsigned(name: str) -> str:
+        if name not in made:
+            values = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
+            new = numpy_helper.from_array(values.astype(np.uint8), f"{name}__u8")
+            model.graph.initializer.append(new)
+            made[name] = new.name
+        return made[name]
+
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger" or len(node.input) < 2:
+            continue
+        weight = inits.get(node.input[1])
+        if weight is None or weight.data_type != TensorProto.INT8:
+            continue
+        inputs = list(node.input) + [""] * (4 - len(node.input))
+        zero = inits.get(inputs[3]) if inputs[3] else None
+        if inputs[3] and (zero is None or zero.data_type != TensorProto.INT8):
+            continue  # a computed zero point: leave the node as it is
+        inputs[1] = as_unsigned(inputs[1])
+        if zero is not None:
+            inputs[3] = as_unsigned(inputs[3])
+        else:  # an absent int8 zero point means 0, which is 128 once unsigned
+            name = f"{node.name or node.output[0]}__zp_u8"
+            model.graph.initializer.append(
+                numpy_helper.from_array(np.array(128, dtype=np.uint8), name)
+            )
+            inputs[3] = name
+        del node.input[:]
+        node.input.extend(inputs)
+        changed += 1
+    # Drop the int8 originals nothing reads any more (ORT would warn and keep them).
+    used = {i for node in model.graph.node for i in node.input}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return changed
 
 
 class ClipEncoder:

@@ -8,7 +8,7 @@ import torch
 from conftest import IN_CI
 from PIL import Image, ImageDraw, ImageFilter
 
-from detector_core.experts.clip import CLIP_MEAN, CLIP_STD
+from detector_core.experts.clip import CLIP_MEAN, CLIP_STD, unsigned_weights
 from detector_core.experts.clip_float import ClipModelError, rebuild_float_clip
 from detector_core.model_files import clip_model_path
 
@@ -72,8 +72,18 @@ def both_outputs(float_clip):
     pixels = pixel_values(made_images())
     with torch.no_grad():
         ours = float_clip(torch.from_numpy(pixels))
-    session = ort.InferenceSession(str(CLIP_MODEL), providers=["CPUExecutionProvider"])
-    return ours, session.run(None, {"pixel_values": pixels})
+    return ours, _graph_session().run(None, {"pixel_values": pixels})
+
+
+def _graph_session(extra_outputs: tuple[str, ...] = ()):  # noqa: ANN202
+    """The int8 graph as the product runs it (weights made unsigned, see `unsigned_weights`:
+    the raw file saturates on CPUs without VNNI)."""
+    import onnx
+
+    graph = onnx.load(str(CLIP_MODEL))
+    unsigned_weights(graph)
+    graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
+    return ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def test_outputs_have_the_graphs_shapes(both_outputs):
@@ -106,16 +116,14 @@ def mimic_dynamic_quantization(module: torch.nn.Module, args: tuple[torch.Tensor
 def test_first_block_matches_the_graph_once_its_quantization_is_mimicked(float_clip):
     # Every weight of a block (q, k, v, out, fc1, fc2, norms) must be placed and oriented
     # right for this to hold; the end-to-end agreement alone is looser.
-    import onnx
-
-    graph = onnx.load(str(CLIP_MODEL))
-    names = [
+    names = (
         "/vision_model/pre_layrnorm/Add_1_output_0",
         "/vision_model/encoder/layers.0/Add_1_output_0",
-    ]
-    graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    block_in, block_out = session.run(names, {"pixel_values": pixel_values(made_images()[:4])})
+    )
+    session = _graph_session(names)
+    block_in, block_out = session.run(
+        list(names), {"pixel_values": pixel_values(made_images()[:4])}
+    )
     block = float_clip.vit.blocks[0]
     hooks = [
         linear.register_forward_pre_hook(mimic_dynamic_quantization)
