@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cms_plugin")
 
 _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
-# Videos and animations, by what detector_core.video.media_kind found in their bytes.
-_MEDIA_SUFFIX = {
-    **{"mov": ".mp4", "matroska": ".mkv", "avi": ".avi"},
-    **{"GIF": ".gif", "WEBP": ".webp", "PNG": ".png"},
-}
 
 
 def queue_field(instance: Model, field_name: str) -> Detection | None:
@@ -137,7 +132,7 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
     """
     from detector_core.intake import IntakeLimits, decode_image, read_bytes
     from detector_core.tiling import check_min_size
-    from detector_core.video import media_kind
+    from detector_core.video import MEDIA_SUFFIX, media_kind
 
     limits = IntakeLimits(max_bytes=int(humanmade_settings.MAX_UPLOAD_BYTES))
     data = read_bytes(file, limits)
@@ -147,7 +142,7 @@ def score_upload(file: Any, *, user: AbstractBaseUser | None = None) -> Detectio
         check_min_size(decoded.width, decoded.height)
         suffix = _FORMAT_SUFFIX.get(decoded.format, ".img")
     else:
-        suffix = _MEDIA_SUFFIX.get(kind[1], ".bin")
+        suffix = MEDIA_SUFFIX.get(kind[1], ".bin")
     sha256 = hashlib.sha256(data).hexdigest()
     if user is not None and user.is_authenticated:
         earlier = (

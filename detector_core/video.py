@@ -68,6 +68,11 @@ CONTAINERS = {"mov": "MP4/MOV", "matroska": "Matroska/WebM", "avi": "AVI"}
 VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores"})
 # Animated images, decoded by Pillow (in the same bounded subprocess).
 ANIMATION_FORMATS = {"GIF": "GIF", "WEBP": "WebP", "PNG": "APNG"}
+# A file suffix for each kind `media_kind` names (the demuxer or the Pillow format).
+MEDIA_SUFFIX = {
+    **{"mov": ".mp4", "matroska": ".mkv", "avi": ".avi"},
+    **{"GIF": ".gif", "WEBP": ".webp", "PNG": ".png"},
+}
 SUPPORTED_VIDEO_TEXT = (
     "MP4/MOV, WebM/Matroska and AVI video (H.264, HEVC, VP8, VP9, AV1, MPEG-4, Motion JPEG, "
     "ProRes), and animated GIF, WebP and PNG"

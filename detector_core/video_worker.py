@@ -31,6 +31,7 @@ from .errors import (
     VideoTimeoutError,
 )
 from .intake import to_rgb
+from .video import CONTAINERS, VIDEO_CODECS
 
 # A frame whose thumbnail is this dark and this flat is black (fades, leaders, cuts).
 BLACK_MEAN = 16.0
@@ -47,8 +48,6 @@ MIN_FRAME_MS = 20
 DEFAULT_FRAME_MS = 100
 
 MEMORY_EXIT = 3  # the exit status that tells the parent memory ran out
-
-_CONTAINER_NAMES = {"mov": "MP4/MOV", "matroska": "Matroska/WebM", "avi": "AVI"}
 
 
 @dataclass
@@ -118,7 +117,7 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
         )
     except av.error.FFmpegError as exc:
         raise CorruptVideoError(
-            f"The file looks like {_CONTAINER_NAMES[demuxer]} video, but its container is "
+            f"The file looks like {CONTAINERS[demuxer]} video, but its container is "
             "damaged or truncated and cannot be read."
         ) from exc
     with container:
@@ -135,7 +134,7 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
             )
         stream = streams[0]
         codec = stream.codec_context.name
-        if codec not in _VIDEO_CODECS:
+        if codec not in VIDEO_CODECS:
             raise UnsupportedVideoError(
                 f"The video is encoded with '{codec}', which is not supported. Supported "
                 "codecs: H.264, HEVC, VP8, VP9, AV1, MPEG-4, Motion JPEG, ProRes."
@@ -186,7 +185,7 @@ def _sample_video(path: str, demuxer: str, limits: dict[str, Any], deadline: flo
             "tags": _tags(container.metadata),
             "media": {
                 "kind": "video",
-                "container": _CONTAINER_NAMES[demuxer],
+                "container": CONTAINERS[demuxer],
                 "codec": codec,
                 "width": width,
                 "height": height,
@@ -210,9 +209,6 @@ def _tags(metadata: Any) -> dict[str, str]:
     for key, value in list(dict(metadata or {}).items())[:MAX_TAGS]:
         tags[str(key)[:200]] = str(value)[:MAX_TAG_CHARS]
     return tags
-
-
-_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores"})
 
 
 def _duration(container: Any, stream: Any) -> float | None:

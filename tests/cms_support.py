@@ -48,3 +48,12 @@ def make_user(username: str, *perms: str, staff: bool = False):
     for codename in perms:
         user.user_permissions.add(Permission.objects.get(codename=codename))
     return get_user_model().objects.get(pk=user.pk)
+
+
+def logged_in(user):  # noqa: ANN001, ANN201 - a Django user in, a test Client out
+    """A Django test client logged in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client

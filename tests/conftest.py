@@ -94,6 +94,16 @@ def cms(settings, tiny_weights, tmp_path):
 
 
 @pytest.fixture
+def fresh_cms(cms):
+    """`cms`, with the process's cached Detector dropped before and after the test."""
+    from cms_plugin import services
+
+    services.forget_detector()
+    yield cms
+    services.forget_detector()
+
+
+@pytest.fixture
 def run_commits(django_capture_on_commit_callbacks):
     """Run on_commit callbacks (scoring) as the test's transaction would have committed:
     (what `fn` returned, the callbacks run). Modules wanting only the result define their own."""

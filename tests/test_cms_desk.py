@@ -9,30 +9,14 @@ import json
 import zipfile
 
 import pytest
-from cms_support import humanmade_conf, make_user, png
+from cms_support import humanmade_conf, logged_in, make_user, png
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from cms_plugin import services
 from cms_plugin.models import Batch, Detection
 
 DESK = "/desk/"
-
-
-@pytest.fixture
-def desk(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    services.forget_detector()
-    yield settings
-    services.forget_detector()
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _zip(members: dict[str, bytes]) -> SimpleUploadedFile:
@@ -52,21 +36,21 @@ def _send(client: Client, files=(), urls: str = ""):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_desk_needs_the_review_queues_permission(desk):
+def test_the_desk_needs_the_review_queues_permission(fresh_cms):
     assert Client().get(DESK).status_code == 302  # to the login page
-    assert _client(make_user("nobody", staff=True)).get(DESK).status_code == 403
-    assert _client(make_user("viewer", "view_detection")).get(DESK).status_code == 200
-    assert _client(make_user("reviewer", "review_detection")).get(DESK).status_code == 200
+    assert logged_in(make_user("nobody", staff=True)).get(DESK).status_code == 403
+    assert logged_in(make_user("viewer", "view_detection")).get(DESK).status_code == 200
+    assert logged_in(make_user("reviewer", "review_detection")).get(DESK).status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)
-def test_files_a_zip_and_urls_become_one_batch(desk):
+def test_files_a_zip_and_urls_become_one_batch(fresh_cms):
     editor = make_user("editor", "view_detection")
     pack = _zip(
         {"one.png": png(11), "sub/two.png": png(12), "notes.txt": b"hello", "__MACOSX/x": b""}
     )
     response = _send(
-        _client(editor),
+        logged_in(editor),
         [_upload("a.png", png(1)), _upload("b.png", png(2)), pack],
         "http://127.0.0.1:9/a.png\n\nftp://example.org/x.png\n",
     )
@@ -90,9 +74,9 @@ def test_files_a_zip_and_urls_become_one_batch(desk):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_batch_page_report_and_exports(desk):
+def test_batch_page_report_and_exports(fresh_cms):
     editor = make_user("editor", "view_detection")
-    client = _client(editor)
+    client = logged_in(editor)
     _send(client, [_upload("a.png", png(1, 160, 120)), _upload("b.png", png(2))])
     batch = Batch.objects.get()
     page = client.get(reverse("cms_plugin_desk:batch", args=[batch.pk])).content.decode()
@@ -102,7 +86,7 @@ def test_batch_page_report_and_exports(desk):
         assert detection.summary in page
 
     report_url = reverse("cms_plugin_desk:report", args=[detections[0].pk])
-    colleague = _client(make_user("colleague", "review_detection"))
+    colleague = logged_in(make_user("colleague", "review_detection"))
     report = colleague.get(report_url)
     assert report.status_code == 200
     html = report.content.decode()
@@ -112,7 +96,7 @@ def test_batch_page_report_and_exports(desk):
     assert heatmap["Content-Type"] == "image/png" and heatmap.content[:4] == b"\x89PNG"
     thumb = colleague.get(reverse("cms_plugin_desk:thumbnail", args=[detections[0].pk]))
     assert thumb["Content-Type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
-    assert _client(make_user("outsider", staff=True)).get(report_url).status_code == 403
+    assert logged_in(make_user("outsider", staff=True)).get(report_url).status_code == 403
 
     rows = list(
         csv.DictReader(
@@ -133,18 +117,18 @@ def test_batch_page_report_and_exports(desk):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_history_is_the_users_own(desk):
+def test_history_is_the_users_own(fresh_cms):
     alice, bob = make_user("alice", "view_detection"), make_user("bob", "view_detection")
-    _send(_client(alice), [_upload("a.png", png(1))])
-    _send(_client(bob), [_upload("b.png", png(2))])
-    page = _client(alice).get(DESK)
+    _send(logged_in(alice), [_upload("a.png", png(1))])
+    _send(logged_in(bob), [_upload("b.png", png(2))])
+    page = logged_in(alice).get(DESK)
     assert [b.created_by for b in page.context["history"]] == [alice]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_limits_refuse_with_reasons_instead_of_dropping(desk, settings, tiny_weights):
+def test_limits_refuse_with_reasons_instead_of_dropping(fresh_cms, settings, tiny_weights):
     settings.HUMANMADE = humanmade_conf(tiny_weights, DESK_MAX_FILES=2, MAX_UPLOAD_BYTES=60_000)
-    client = _client(make_user("editor", "view_detection"))
+    client = logged_in(make_user("editor", "view_detection"))
     big = png(9, 400, 300)
     assert len(big) > 60_000
     files = [_upload(n, png(i)) for i, n in enumerate(("a.png", "b.png", "c.png"))]
@@ -167,8 +151,8 @@ def test_zip_members_over_the_limit_are_refused_without_inflating(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_empty_and_broken_submissions_are_clear(desk):
-    client = _client(make_user("editor", "view_detection"))
+def test_empty_and_broken_submissions_are_clear(fresh_cms):
+    client = logged_in(make_user("editor", "view_detection"))
     empty = _send(client)
     assert empty.status_code == 400 and "Choose image files" in empty.content.decode()
     broken = _send(
@@ -181,9 +165,9 @@ def test_empty_and_broken_submissions_are_clear(desk):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_desk_csv_neutralises_cells_a_spreadsheet_would_run(desk):
+def test_the_desk_csv_neutralises_cells_a_spreadsheet_would_run(fresh_cms):
     user = make_user("viewer", "view_detection")
-    client = _client(user)
+    client = logged_in(user)
     # (Django's upload handling keeps a file name's last path part and strips its spaces.)
     names = ['=HYPERLINK("evil.example").png', "+1.png", "-2.png", "@cmd.png"]
     files = [_upload(name, png(seed)) for seed, name in enumerate(names)]
@@ -199,8 +183,8 @@ def test_the_desk_csv_neutralises_cells_a_spreadsheet_would_run(desk):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_submission_with_every_input_refused_leaves_no_empty_batch(desk):
-    client = _client(make_user("viewer", "view_detection"))
+def test_a_submission_with_every_input_refused_leaves_no_empty_batch(fresh_cms):
+    client = logged_in(make_user("viewer", "view_detection"))
     response = _send(client, [_upload("notes.png", b"not an image at all")], "ftp://x.org/a.png")
     assert response.status_code == 400
     page = response.content.decode()
@@ -211,8 +195,8 @@ def test_a_submission_with_every_input_refused_leaves_no_empty_batch(desk):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_refused_inputs_are_rows_of_the_csv_too(desk):
-    client = _client(make_user("viewer", "view_detection"))
+def test_refused_inputs_are_rows_of_the_csv_too(fresh_cms):
+    client = logged_in(make_user("viewer", "view_detection"))
     response = _send(client, [_upload("a.png", png(1)), _upload("bad.png", b"nope")])
     batch = Batch.objects.get(pk=int(response.url.rstrip("/").split("/")[-1]))
     body = client.get(reverse("cms_plugin_desk:export-csv", args=[batch.pk])).content.decode()
@@ -222,8 +206,8 @@ def test_refused_inputs_are_rows_of_the_csv_too(desk):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_reused_detections_report_leads_back_to_the_batch_it_was_opened_from(desk):
-    client = _client(make_user("viewer", "view_detection"))
+def test_a_reused_detections_report_leads_back_to_the_batch_it_was_opened_from(fresh_cms):
+    client = logged_in(make_user("viewer", "view_detection"))
     first = Batch.objects.get(pk=int(_send(client, [_upload("a.png", png(3))]).url.split("/")[-2]))
     again = Batch.objects.get(pk=int(_send(client, [_upload("b.png", png(3))]).url.split("/")[-2]))
     detection = again.detections.get()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cms_support import humanmade_conf, make_user, png
+from cms_support import humanmade_conf, logged_in, make_user, png
 from conftest import encode, make_image
-from django.test import Client
 from django.urls import reverse
 from PIL import PngImagePlugin
 
@@ -43,12 +42,6 @@ def _scored(django_capture_on_commit_callbacks, data: bytes, user=None) -> Detec
     return detection
 
 
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.django_db
 def test_provenance_decision_reaches_the_admin_and_the_api(cms, django_capture_on_commit_callbacks):
     detection = _scored(django_capture_on_commit_callbacks, _generator_png())
@@ -56,7 +49,7 @@ def test_provenance_decision_reaches_the_admin_and_the_api(cms, django_capture_o
     assert detection.summary.startswith("Likely AI — the file holds generation settings")
     assert f"(pixels alone: {detection.percent}%)" in detection.summary
 
-    client = _client(make_user("why", "review_detection", staff=True))
+    client = logged_in(make_user("why", "review_detection", staff=True))
     listing = client.get(reverse("admin:cms_plugin_detection_changelist")).content.decode()
     assert "<th" in listing and ">why<" in listing.replace("</a>", "<")
     assert "provenance in the file" in listing
@@ -88,7 +81,7 @@ def test_pixel_decision_and_band_colours_in_the_queue(cms, settings, tiny_weight
     # The stored headline is absent here (rows scored before headlines were stored).
     assert rows[0].summary == "No sign of AI generation found: 19%"
     listing = (
-        _client(make_user("colours", "review_detection", staff=True))
+        logged_in(make_user("colours", "review_detection", staff=True))
         .get(reverse("admin:cms_plugin_detection_changelist"))
         .content.decode()
     )
@@ -101,7 +94,7 @@ def test_pixel_decision_and_band_colours_in_the_queue(cms, settings, tiny_weight
 def test_engine_output_is_written_without_unicode_escapes(cms, django_capture_on_commit_callbacks):
     detection = _scored(django_capture_on_commit_callbacks, png(5, 160, 120))
     page = (
-        _client(make_user("json", "review_detection", staff=True))
+        logged_in(make_user("json", "review_detection", staff=True))
         .get(reverse("admin:cms_plugin_detection_change", args=[detection.pk]))
         .content.decode()
     )
@@ -118,7 +111,7 @@ def test_the_bots_remote_mode_reads_the_real_api_answer(cms, django_capture_on_c
 
     user = make_user("bot")
     detection = _scored(django_capture_on_commit_callbacks, _generator_png(), user)
-    body = _client(user).get(f"/api/detections/{detection.pk}/").json()
+    body = logged_in(user).get(f"/api/detections/{detection.pk}/").json()
     result = ScoreResult.from_api(body)
     assert result.ai_probability == pytest.approx(detection.probability)
     assert result.decided_by == "provenance" and result.summary() == detection.summary

@@ -11,9 +11,8 @@ import random
 
 import numpy as np
 import pytest
-from cms_support import humanmade_conf, make_user
+from cms_support import logged_in, make_user
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from PIL import Image, ImageDraw
 from rest_framework.test import APIClient
 
@@ -105,23 +104,8 @@ def test_a_frame_is_trimmed_but_a_plain_edge_on_one_side_is_not():
 # --- the CMS ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def site(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    services.forget_detector()
-    yield settings
-    services.forget_detector()
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _desk_send(user, name: str, data: bytes) -> Batch:
-    response = _client(user).post(
+    response = logged_in(user).post(
         "/desk/", {"files": [SimpleUploadedFile(name, data, "image/png")], "urls": ""}
     )
     assert response.status_code == 302, response.content[:500]
@@ -134,7 +118,7 @@ def _decide(detection: Detection, decision: str = "human_made") -> Detection:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_scoring_stores_the_hash_in_four_indexed_parts(site):
+def test_scoring_stores_the_hash_in_four_indexed_parts(fresh_cms):
     alice = make_user("alice", "view_detection")
     detection = _desk_send(alice, "a.png", encoded(picture(1))).detections.get()
     detection.refresh_from_db()
@@ -150,7 +134,7 @@ def test_scoring_stores_the_hash_in_four_indexed_parts(site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_decided_picture_sent_again_resized_shows_the_decision_first_on_the_desk(site):
+def test_a_decided_picture_sent_again_resized_shows_the_decision_first_on_the_desk(fresh_cms):
     alice = make_user("alice", "view_detection")
     bob = make_user("bob", "view_detection")
     first = _desk_send(alice, "agency.png", encoded(picture(1))).detections.get()
@@ -167,19 +151,19 @@ def test_a_decided_picture_sent_again_resized_shows_the_decision_first_on_the_de
     )
     assert found.distance <= 3
 
-    page = _client(bob).get(f"/desk/batches/{batch.pk}/").content.decode()
+    page = logged_in(bob).get(f"/desk/batches/{batch.pk}/").content.decode()
     assert "Confirmed human-made by a reviewer" in page
     assert page.index("Confirmed human-made by a reviewer") < page.index("Model: ")
     assert "agency.png" not in page  # the other upload is not named
 
-    report = _client(bob).get(f"/desk/detections/{copy.pk}/").content.decode()
+    report = logged_in(bob).get(f"/desk/detections/{copy.pk}/").content.decode()
     assert report.index("Confirmed human-made by a reviewer") < report.index(
         '<section class="hm-verdict"'
     )
 
     rows = list(
         csv.DictReader(
-            io.StringIO(_client(bob).get(f"/desk/batches/{batch.pk}/export.csv").content.decode())
+            io.StringIO(logged_in(bob).get(f"/desk/batches/{batch.pk}/export.csv").content.decode())
         )
     )
     assert list(rows[0])[:4] == ["id", "name", "decision", "decision_by"]
@@ -188,13 +172,13 @@ def test_a_decided_picture_sent_again_resized_shows_the_decision_first_on_the_de
         "near_duplicate",
         str(first.pk),
     )
-    body = json.loads(_client(bob).get(f"/desk/batches/{batch.pk}/export.json").content)
+    body = json.loads(logged_in(bob).get(f"/desk/batches/{batch.pk}/export.json").content)
     assert body["detections"][0]["decision"]["value"] == "human_made"
     assert body["detections"][0]["decision"]["distance"] == found.distance
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_same_bytes_match_and_a_different_picture_does_not(site):
+def test_the_same_bytes_match_and_a_different_picture_does_not(fresh_cms):
     alice = make_user("alice", "view_detection")
     bob = make_user("bob", "view_detection")
     first = _desk_send(alice, "a.png", encoded(picture(1))).detections.get()
@@ -209,7 +193,7 @@ def test_the_same_bytes_match_and_a_different_picture_does_not(site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_match_never_crosses_users_who_may_not_see_each_others_detections(site):
+def test_a_match_never_crosses_users_who_may_not_see_each_others_detections(fresh_cms):
     carol = make_user("carol")  # plain API users: each sees only their own detections
     dave = make_user("dave")
     carol_api, dave_api = APIClient(), APIClient()
@@ -240,16 +224,16 @@ def test_a_match_never_crosses_users_who_may_not_see_each_others_detections(site
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_admin_and_the_api_list_show_the_matched_decision(site):
+def test_the_admin_and_the_api_list_show_the_matched_decision(fresh_cms):
     alice = make_user("alice", "view_detection")
     first = _desk_send(alice, "a.png", encoded(picture(2))).detections.get()
     _decide(first, "human_made")
     copy = _desk_send(alice, "b.png", framed(picture(2))).detections.get()
     admin_user = make_user("boss", "review_detection", "view_detection", staff=True)
-    page = _client(admin_user).get(f"/admin/cms_plugin/detection/{copy.pk}/change/")
+    page = logged_in(admin_user).get(f"/admin/cms_plugin/detection/{copy.pk}/change/")
     assert page.status_code == 200
     assert "Confirmed human-made by a reviewer" in page.content.decode()
-    listing = _client(admin_user).get("/admin/cms_plugin/detection/").content.decode()
+    listing = logged_in(admin_user).get("/admin/cms_plugin/detection/").content.decode()
     assert f"matches #{first.pk}" in listing
 
     api = APIClient()
@@ -261,7 +245,7 @@ def test_the_admin_and_the_api_list_show_the_matched_decision(site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_cms_badge_says_a_reviewer_decided_a_copy(site):
+def test_the_cms_badge_says_a_reviewer_decided_a_copy(fresh_cms):
     from cms_plugin.contrib.verdicts import badge, latest_detection
     from demo_site.models import NewsPhoto
 
@@ -278,7 +262,7 @@ def test_the_cms_badge_says_a_reviewer_decided_a_copy(site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_detections_scored_before_hashes_get_one_and_then_match(site):
+def test_detections_scored_before_hashes_get_one_and_then_match(fresh_cms):
     from django.core.management import call_command
 
     alice = make_user("alice", "view_detection")
@@ -297,7 +281,7 @@ def test_detections_scored_before_hashes_get_one_and_then_match(site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_copies_decided_both_ways_are_flagged_for_another_look(site):
+def test_copies_decided_both_ways_are_flagged_for_another_look(fresh_cms):
     alice = make_user("alice", "view_detection")
     one = _desk_send(alice, "a.png", encoded(picture(7))).detections.get()
     _decide(one, "human_made")

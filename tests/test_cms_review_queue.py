@@ -4,24 +4,14 @@ shows no (broken) image."""
 from __future__ import annotations
 
 import pytest
-from cms_support import humanmade_conf, make_user
+from cms_support import make_user
 from django.test import Client
 
-from cms_plugin import services
 from cms_plugin.models import Detection
 
 
-@pytest.fixture
-def site(settings, tiny_weights, tmp_path):
-    settings.HUMANMADE = humanmade_conf(tiny_weights)
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    services.forget_detector()
-    yield settings
-    services.forget_detector()
-
-
 @pytest.mark.django_db
-def test_the_bar_says_what_set_the_band_and_a_failed_url_shows_no_image(site):
+def test_the_bar_says_what_set_the_band_and_a_failed_url_shows_no_image(fresh_cms):
     by_provenance = Detection.objects.create(
         status="needs_review", probability=0.01, band="likely_ai", decided_by="provenance"
     )
@@ -52,7 +42,7 @@ def test_the_bar_says_what_set_the_band_and_a_failed_url_shows_no_image(site):
 
 
 @pytest.mark.django_db
-def test_the_detection_page_shows_its_headline_once(site):
+def test_the_detection_page_shows_its_headline_once(fresh_cms):
     detection = Detection.objects.create(
         status="needs_review",
         probability=0.5,
@@ -89,7 +79,7 @@ def _huge_png(width: int = 30000, height: int = 30000) -> bytes:
 
 
 @pytest.mark.django_db
-def test_a_huge_png_added_to_a_watched_model_is_refused_for_its_pixels(site):
+def test_a_huge_png_added_to_a_watched_model_is_refused_for_its_pixels(fresh_cms):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from demo_site.models import NewsPhoto

@@ -34,7 +34,7 @@ from detector_core.training.corpus import (
     build_from_lists,
     skip,
 )
-from detector_core.video import media_kind
+from detector_core.video import MEDIA_SUFFIX, media_kind
 
 VIDEO_CORPUS_ENV = "HUMANMADE_VIDEO_CORPUS"
 DEFAULT_VIDEO_LISTS = _REPO / "data" / "video_corpus"
@@ -42,8 +42,6 @@ VIDEO_MANIFEST_COLUMNS = [
     *("file", "split", "label", "source_group", "generator", "content", "kind", "container"),
     *("bytes", "sha256", "license", "origin", "evidence"),
 ]
-_SUFFIX = {"mov": ".mp4", "matroska": ".mkv", "avi": ".avi", "GIF": ".gif", "WEBP": ".webp"}
-_SUFFIX["PNG"] = ".png"
 
 
 def default_video_out() -> Path:
@@ -77,7 +75,7 @@ def _store(
     if kind is None:
         return skip(row, report, bar, "not a clip", "neither a video nor an animated image")
     stem = _safe_name(f"{row.package}__{row.file.rsplit('.', 1)[0]}")
-    rel = f"clips/{row.split}/{row.label}/{stem}{_SUFFIX[kind[1]]}"
+    rel = f"clips/{row.split}/{row.label}/{stem}{MEDIA_SUFFIX[kind[1]]}"
     (work / rel).parent.mkdir(parents=True, exist_ok=True)
     (work / rel).write_bytes(data)
     report.files += 1

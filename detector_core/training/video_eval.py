@@ -33,6 +33,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -44,6 +45,9 @@ from detector_core.verdict import BandCutoffs
 from .corpus import reserved_match
 from .metrics import roc_auc
 from .video_report import BAND_ORDER, markdown, write_figures
+
+if TYPE_CHECKING:
+    from detector_core.detector import Detector
 
 CACHE_NAME = "frames.json"
 
@@ -101,17 +105,15 @@ def read_manifest(corpus: Path, reserved: set[str], excluded: set[str]) -> list[
 def score_corpus(
     clips: list[Clip],
     corpus: Path,
-    weights: Path | None,
+    detector: Detector,
     frames: int,
     cache_path: Path,
     progress: bool = True,
 ) -> list[Scored]:
     """Every clip's frame probabilities, from the cache where the same model and sample
     size already scored it."""
-    from detector_core.detector import Detector
     from detector_core.video import VideoLimits
 
-    detector = Detector(weights, provenance=False)
     key_prefix = f"{detector.loaded.sha256[:16]}:{frames}:"
     cache: dict[str, dict] = {}
     if cache_path.is_file():
@@ -222,17 +224,15 @@ def as_preview(frames: list) -> bytes:
 def preview_check(
     items: list[Scored],
     corpus: Path,
-    weights: Path | None,
+    detector: Detector,
     frames: int,
     cache_path: Path,
     cutoffs: BandCutoffs,
 ) -> dict:
     """The human held-out clips again in the AI clips' form (every AI clip of the corpus is
     a ComfyUI preview): how far the form alone moves a human clip toward "AI"."""
-    from detector_core.detector import Detector
     from detector_core.video import VideoLimits, sample_frames
 
-    detector = Detector(weights, provenance=False)
     limits = VideoLimits(frames_scored=frames)
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     rows = []
@@ -357,13 +357,16 @@ def run(args: argparse.Namespace, default_out, read_reserved, read_excluded) -> 
     from collections import Counter
 
     from detector_core.clip_rule import save_rule
-    from detector_core.weights import default_weights_path, load_weights
+    from detector_core.detector import Detector
+    from detector_core.weights import default_weights_path
 
     corpus = (args.corpus or default_out()).expanduser()
     clips = read_manifest(corpus, read_reserved(args.reserved), read_excluded(args.exclude))
     weights = args.weights or default_weights_path()
-    loaded = load_weights(weights)
-    scored = score_corpus(clips, corpus, weights, args.frames, args.out / CACHE_NAME)
+    # Pixels only: the ComfyUI clips' metadata would otherwise decide them.
+    detector = Detector(weights, provenance=False)
+    loaded = detector.loaded
+    scored = score_corpus(clips, corpus, detector, args.frames, args.out / CACHE_NAME)
     usable = [s for s in scored if s.probabilities]
     train = [s for s in usable if s.clip.split == "train"]
     val = [s for s in usable if s.clip.split == "val"]
@@ -396,7 +399,7 @@ def run(args: argparse.Namespace, default_out, read_reserved, read_excluded) -> 
         "val": {name: held_out_report(val, r, cutoffs) for name, r in rules.items()},
         "train_fit": held_out_report(train, rule, cutoffs),
         "human_val_as_previews": preview_check(
-            val, corpus, weights, args.frames, args.out / CACHE_NAME, cutoffs
+            val, corpus, detector, args.frames, args.out / CACHE_NAME, cutoffs
         ),
     }
     args.out.mkdir(parents=True, exist_ok=True)
